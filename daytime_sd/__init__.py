@@ -1,0 +1,3 @@
+"""daytime-sd: an RFC 867 Daytime service built for systemd socket activation."""
+
+__version__ = "0.1.0"
