@@ -1,0 +1,63 @@
+# daytime-sd developer entry points.  Everything a target needs is installed by `make deps`
+# (as root it runs apt-get; otherwise it prints the command to run).
+
+PYTHON      := /usr/bin/python3
+VENV        := .venv
+VPY         := $(VENV)/bin/python
+PORT        ?= 1313
+PYTEST_ARGS ?=
+
+# Debian packages the service, the tests, the real-systemd rig and the .deb build need.
+APT_PACKAGES := python3 python3-venv python3-systemd python3-sdnotify systemd \
+	systemd-container debootstrap iproute2 gcc make \
+	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
+	lintian mandoc groff-base man-db autopkgtest python3-matplotlib
+# Tools only the tests and linters use; they live in a venv on top of Debian's python3.
+PIP_PACKAGES := pytest hypothesis ruff mypy
+
+.PHONY: all deps run test lint unit soak bench deb clean
+all: test
+
+deps: $(VENV)/.stamp
+$(VENV)/.stamp: Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+		else \
+			echo "Missing Debian packages. Run as root:"; \
+			echo "  apt-get install -y --no-install-recommends $$missing"; exit 1; \
+		fi; \
+	fi
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check $(PIP_PACKAGES)
+	touch $@
+
+# Standalone service in the foreground on an unprivileged loopback port.
+# Query it with:  nc 127.0.0.1 1313   (or: python3 -m daytime_sd.client 127.0.0.1 1313)
+run: deps
+	$(PYTHON) -m daytime_sd --listen 127.0.0.1 --port $(PORT) --log-connections
+
+lint: deps
+	$(VENV)/bin/ruff check daytime_sd tests bench
+	$(VENV)/bin/ruff format --check daytime_sd tests bench
+	$(VENV)/bin/mypy daytime_sd tests
+
+unit: deps
+	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test: deps lint
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+soak: deps
+	DAYTIME_SOAK_SECONDS=60 $(VPY) -m pytest tests/integration/test_soak.py $(PYTEST_ARGS)
+
+bench: deps
+	$(VPY) bench/run.py
+
+deb: deps
+	./tools/build-deb
+
+clean:
+	rm -rf $(VENV) dist build *.egg-info .mypy_cache .pytest_cache .ruff_cache bench/build
