@@ -1,0 +1,302 @@
+"""Build the .deb the way `make deb` does, from a fresh copy of the tree, and check it.
+
+One build per module (about 10 s): tools/build-deb runs in a throw-away git repository holding
+the project's current files (what a fresh clone would hold), so that the check "the work tree is
+left clean" is not disturbed by anybody editing the real checkout at the same time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import daytime_sd
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSION = daytime_sd.__version__
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class Build:
+    tree: Path  # the fresh copy that was built
+    deb: Path
+    changes: Path
+    buildinfo: Path
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy the files git would commit (tracked + untracked, not ignored) and commit them."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=src,
+        capture_output=True,
+        check=True,
+    ).stdout
+    for name in sorted({n for n in listed.decode().split("\0") if n}):
+        source = src / name
+        if not os.path.lexists(source):
+            continue  # deleted in the work tree, still in the index
+        target = dst / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target, follow_symlinks=False)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost.invalid"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
+        subprocess.run([*git, *args], cwd=dst, check=True)
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    tree = tmp_path_factory.mktemp("fresh-clone") / "daytime-sd"
+    tree.mkdir()
+    copy_tree(ROOT, tree)
+    proc = subprocess.run(
+        [str(tree / "tools" / "build-deb")],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, f"tools/build-deb failed:\n{proc.stderr[-6000:]}"
+    dist = tree / "dist"
+    deb = Path(proc.stdout.strip().splitlines()[-1])
+    assert deb == dist / f"daytime-sd_{VERSION}_all.deb"
+    assert deb.is_file()
+    (changes,) = dist.glob(f"daytime-sd_{VERSION}_*.changes")
+    (buildinfo,) = dist.glob(f"daytime-sd_{VERSION}_*.buildinfo")
+    return Build(tree=tree, deb=deb, changes=changes, buildinfo=buildinfo)
+
+
+def deb_members(deb: Path) -> dict[str, tarfile.TarInfo]:
+    """The data.tar members of a .deb, keyed by absolute path."""
+    data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(data.stdout)) as tar:
+        return {os.path.normpath("/" + m.name): m for m in tar.getmembers()}
+
+
+def deb_file(deb: Path, path: str) -> bytes:
+    data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(data.stdout)) as tar:
+        member = tar.extractfile("." + path)
+        assert member is not None, path
+        return member.read()
+
+
+def source_units(tree: Path) -> set[str]:
+    return {p.name for p in (tree / "systemd").iterdir() if p.suffix in (".socket", ".service")}
+
+
+def test_build_leaves_tree_clean(build: Build) -> None:
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
+        cwd=build.tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    outside_dist = [line for line in status if not line.startswith("!! dist/")]
+    assert outside_dist == []
+    assert sorted(p.name for p in (build.tree / "dist").iterdir()) == sorted(
+        [build.deb.name, build.changes.name, build.buildinfo.name]
+    )
+
+
+def test_lintian_clean(build: Build) -> None:
+    proc = subprocess.run(
+        ["lintian", "--fail-on", "error,warning", "-I", "--pedantic", str(build.changes)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    report = proc.stdout + proc.stderr
+    assert proc.returncode == 0, report
+    assert not re.search(r"^[EW]: ", report, re.M), report
+    # Every info/pedantic tag that is not overridden must be explained in README.source.
+    readme = (build.tree / "debian" / "README.source").read_text(encoding="utf-8")
+    tags = set(re.findall(r"^[IP]: \S+(?: \S+)?: ([a-z0-9][a-z0-9+.-]+)", report, re.M))
+    assert {tag for tag in tags if tag not in readme} == set(), report
+
+
+def test_lintian_checked_the_deb_and_buildinfo(build: Build) -> None:
+    # lintian reads the .deb and .buildinfo through the .changes; make sure they are listed.
+    changes = build.changes.read_text(encoding="utf-8")
+    assert build.deb.name in changes
+    assert build.buildinfo.name in changes
+
+
+def test_control_fields(build: Build) -> None:
+    def field(name: str) -> str:
+        return subprocess.run(
+            ["dpkg-deb", "--field", str(build.deb), name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    assert field("Package") == "daytime-sd"
+    assert field("Version") == VERSION
+    assert field("Architecture") == "all"
+    assert field("Section") == "net"
+    depends = {d.strip().split(" ")[0] for d in field("Depends").split(",")}
+    assert {"python3-systemd", "python3-sdnotify"} <= depends
+    assert any(
+        d.startswith("python3") and d not in ("python3-systemd", "python3-sdnotify")
+        for d in depends
+    ), depends
+
+
+def test_contents_exactly(build: Build) -> None:
+    members = deb_members(build.deb)
+    site = "/usr/lib/python3/dist-packages"
+    modules = {p.name for p in (build.tree / "daytime_sd").glob("*.py")}
+    expected_files = {
+        "/usr/sbin/daytime-sd",
+        "/usr/share/man/man8/daytime-sd.8.gz",
+        "/usr/share/doc/daytime-sd/changelog.gz",
+        "/usr/share/doc/daytime-sd/copyright",
+        "/usr/share/lintian/overrides/daytime-sd",
+        *(f"/lib/systemd/system/{unit}" for unit in source_units(build.tree)),
+        *(f"{site}/daytime_sd/{module}" for module in modules),
+        *(
+            f"{site}/daytime_sd-{VERSION}.dist-info/{name}"
+            for name in ("METADATA", "RECORD", "WHEEL", "entry_points.txt", "top_level.txt")
+        ),
+    }
+    files = {path for path, m in members.items() if not m.isdir()}
+    assert files == expected_files
+    # No empty or stray directories (e.g. a leftover /usr/bin or /usr/lib/systemd).
+    dirs = {path for path, m in members.items() if m.isdir() and path != "/"}
+    parents = {str(p) for f in files for p in Path(f).parents if str(p) != "/"}
+    assert dirs == parents
+    assert "daytime.socket" in source_units(build.tree)
+
+
+def test_modes_and_owners(build: Build) -> None:
+    for path, member in deb_members(build.deb).items():
+        assert (member.uname, member.gname, member.uid, member.gid) == ("root", "root", 0, 0), path
+        if member.isdir() or path == "/usr/sbin/daytime-sd":
+            assert member.mode == 0o755, path
+        else:
+            assert member.isfile() and member.mode == 0o644, path
+
+
+def test_script_uses_system_python(build: Build) -> None:
+    script = deb_file(build.deb, "/usr/sbin/daytime-sd").decode()
+    assert script.startswith("#!/usr/bin/python3\n")
+    assert "daytime_sd.cli" in script
+
+
+def test_units_and_manpage_are_the_sources(build: Build) -> None:
+    for unit in source_units(build.tree):
+        shipped = deb_file(build.deb, f"/lib/systemd/system/{unit}")
+        assert shipped == (build.tree / "systemd" / unit).read_bytes(), unit
+    man = gzip.decompress(deb_file(build.deb, "/usr/share/man/man8/daytime-sd.8.gz"))
+    assert man == (build.tree / "man" / "daytime-sd.8").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def unpacked(build: Build, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("unpacked")
+    subprocess.run(["dpkg-deb", "--extract", str(build.deb), str(root)], check=True)
+    return root
+
+
+@pytest.mark.parametrize(("arg", "expect"), [("--version", f"daytime-sd {VERSION}\n")])
+def test_installed_script_runs(unpacked: Path, arg: str, expect: str) -> None:
+    env = {
+        "PATH": SYSTEM_PATH,
+        "PYTHONPATH": str(unpacked / "usr/lib/python3/dist-packages"),
+        "LC_ALL": "C.UTF-8",
+    }
+    proc = subprocess.run(
+        [str(unpacked / "usr/sbin/daytime-sd"), arg],
+        cwd=unpacked,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, expect, "")
+
+
+@pytest.fixture(scope="module")
+def control(build: Build, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("control")
+    subprocess.run(["dpkg-deb", "--control", str(build.deb), str(path)], check=True)
+    return path
+
+
+STUB = """#!/bin/sh
+# Records its calls; deb-systemd-helper keeps a tiny enablement state like the real one.
+echo "$(basename "$0") $*" >> "$STUB_LOG"
+[ "$(basename "$0")" = deb-systemd-helper ] || exit 0
+[ "$1" = --quiet ] && shift
+case "$1" in
+    enable) shift; for unit; do touch "$STUB_STATE/$unit"; done ;;
+    update-state) shift; for unit; do touch "$STUB_STATE/$unit.state"; done ;;
+    debian-installed) [ -e "$STUB_STATE/$2.state" ] || [ -e "$STUB_STATE/$2" ] ;;
+    was-enabled) exit 0 ;;  # the real default on first installation
+esac
+"""
+
+
+@pytest.fixture
+def stubbed_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("deb-systemd-helper", "deb-systemd-invoke", "systemctl", "py3compile"):
+        (bindir / name).write_text(STUB)
+        (bindir / name).chmod(0o755)
+    (tmp_path / "state").mkdir()
+    yield {
+        "PATH": f"{bindir}:{SYSTEM_PATH}",
+        "STUB_LOG": str(tmp_path / "log"),
+        "STUB_STATE": str(tmp_path / "state"),
+        "DPKG_MAINTSCRIPT_PACKAGE": "daytime-sd",
+    }
+
+
+def test_postinst_enables_only_daytime_socket(control: Path, stubbed_env: dict[str, str]) -> None:
+    subprocess.run(
+        ["sh", "-e", str(control / "postinst"), "configure", ""], env=stubbed_env, check=True
+    )
+    calls = Path(stubbed_env["STUB_LOG"]).read_text().splitlines()
+    enabled = {c.split()[-1].strip("'") for c in calls if c.startswith("deb-systemd-helper enable")}
+    assert enabled == {"daytime.socket"}, calls
+    # The units that are not enabled are still registered, so that purge cleans up after them.
+    state = {p.name for p in Path(stubbed_env["STUB_STATE"]).iterdir()}
+    assert {"daytime.service.state", "daytime-udp.socket.state", "daytime-udp.service.state"} <= (
+        state
+    )
+
+
+def quoted_units(script: str, command: str) -> set[str]:
+    units: set[str] = set()
+    for match in re.finditer(re.escape(command) + r"((?: '[^']+')+)", script):
+        units.update(re.findall(r"'([^']+)'", match.group(1)))
+    return units
+
+
+def test_remove_stops_and_purge_cleans_every_unit(build: Build, control: Path) -> None:
+    non_template = {u for u in source_units(build.tree) if "@" not in u}
+    prerm = (control / "prerm").read_text()
+    assert '[ "$1" = remove ]' in prerm
+    assert quoted_units(prerm, "deb-systemd-invoke stop") == non_template
+    postrm = (control / "postrm").read_text()
+    assert quoted_units(postrm, "deb-systemd-helper purge") == non_template
+    postinst = (control / "postinst").read_text()
+    # Started (only if enabled, which deb-systemd-invoke checks) and restarted after upgrade.
+    assert quoted_units(postinst, "deb-systemd-invoke $_dh_action") == non_template
