@@ -1,0 +1,939 @@
+#!/usr/bin/env python3
+"""`make bench`: daytime-sd side by side with C and inetd references, one run, one machine.
+
+Builds the C load generator and reference servers into bench/build/, fetches
+openbsd-inetd and xinetd as .debs (``apt-get download``, extracted with
+``dpkg -x`` into bench/build/, nothing installed), then for every server runs
+the load generator at concurrency 1, 8, 64 and 64 with 2 load threads, repeated,
+and reports medians.  Also measures daytime-sd's time from start to READY=1 and
+idle RSS (Accept=no), and compares Accept=yes with spawning a bare
+``/usr/bin/python3 -c``.
+
+Writes NAME.md (the tables), NAME.json (raw figures of every run) and NAME.png
+(chart) to bench/results/ (NAME is ``latest``, or ``smoke`` with --smoke).
+
+Rerun: ``make bench`` or ``.venv/bin/python bench/run.py [--duration S] [--repeats N]
+[--servers a,b,...]``; ``--smoke`` is the 1-second, one-repeat version that
+``make test`` runs (no targets asserted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+BUILD = BENCH / "build"
+RESULTS = BENCH / "results"
+PYTHON = "/usr/bin/python3"
+SSA = "systemd-socket-activate"
+HOST = "127.0.0.1"
+UDP_RATE = (
+    1_000_000  # daytime-sd --udp-rate for the benchmark (its maximum; default 5/s per source)
+)
+CELLS: tuple[tuple[int, int], ...] = ((1, 1), (8, 1), (64, 1), (64, 2))
+TARGET_CELL = (64, 2)
+C_PROGRAMS = ("loadgen", "cfork", "cepoll")
+# What a bare per-connection Python spawn does: write one line and exit.
+BARE_PY = "import os, time; os.write(1, (time.ctime() + '\\r\\n').encode())"
+
+Json = dict[str, Any]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- build
+
+
+def build_c(force: bool = False) -> None:
+    BUILD.mkdir(parents=True, exist_ok=True)
+    for name in C_PROGRAMS:
+        src, exe = BENCH / f"{name}.c", BUILD / name
+        if not force and exe.exists() and exe.stat().st_mtime >= src.stat().st_mtime:
+            continue
+        cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-pthread", "-o", str(exe), str(src)]
+        log(f"build: {' '.join(cmd)}")
+        subprocess.run(cmd, check=True)
+
+
+def _have_system_lib(soname: str) -> bool:
+    out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    return f"{soname} " in out
+
+
+def _apt_download(pkgs: Sequence[str], update: bool) -> str | None:
+    """apt-get download into BUILD; returns an error text or None.
+
+    With ``update`` (and root), a failed download is retried after ``apt-get update``.
+    """
+
+    def attempt() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["apt-get", "download", *pkgs],
+            cwd=BUILD,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    try:
+        r = attempt()
+        if r.returncode != 0 and update and os.geteuid() == 0:
+            # Fresh machines may have no package lists yet.
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=180)
+            r = attempt()
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    if r.returncode != 0:
+        return (r.stderr.strip().splitlines() or ["apt-get download failed"])[-1]
+    return None
+
+
+def fetch_inetds(update: bool = True) -> tuple[dict[str, Path], dict[str, str], str]:
+    """Fetch and extract openbsd-inetd and xinetd (and libwrap0 if the system lacks it).
+
+    Returns (binaries found, {name: reason} for those missing, LD_LIBRARY_PATH to use).
+    """
+    BUILD.mkdir(parents=True, exist_ok=True)
+    wanted = {
+        "openbsd-inetd": BUILD / "x-openbsd-inetd/usr/sbin/inetd",
+        "xinetd": BUILD / "x-xinetd/usr/sbin/xinetd",
+    }
+    need_wrap = not _have_system_lib("libwrap.so.0")
+    wrapdir = BUILD / "x-libwrap0/usr/lib/x86_64-linux-gnu"
+    if platform.machine() != "x86_64":
+        wrapdir = BUILD / "x-libwrap0/usr/lib" / f"{platform.machine()}-linux-gnu"
+    pkgs = [p for p, exe in wanted.items() if not exe.exists()]
+    if need_wrap and not (wrapdir / "libwrap.so.0").exists():
+        pkgs.append("libwrap0")
+    missing: dict[str, str] = {}
+    if pkgs:
+        if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+            return {}, dict.fromkeys(wanted, "no apt-get/dpkg"), ""
+        log(f"fetch: apt-get download {' '.join(pkgs)} (extracted into bench/build/)")
+        err = _apt_download(pkgs, update)
+        if err:
+            log(f"fetch: failed: {err}")
+        for p in pkgs:
+            debs = sorted(BUILD.glob(f"{p}_*.deb"))
+            if debs:
+                subprocess.run(["dpkg", "-x", str(debs[-1]), str(BUILD / f"x-{p}")], check=True)
+    found = {}
+    for p, exe in wanted.items():
+        if exe.exists():
+            found[p] = exe
+        else:
+            missing[p] = "could not fetch the .deb"
+    ldpath = str(wrapdir) if need_wrap and (wrapdir / "libwrap.so.0").exists() else ""
+    if need_wrap and not ldpath:
+        for p in list(found):
+            missing[p] = "libwrap.so.0 missing (Debian package libwrap0)"
+            del found[p]
+    return found, missing, ldpath
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def free_port(kind: str = "tcp") -> int:
+    """A port free for both TCP and UDP on HOST."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((HOST, 0))
+            port = int(s.getsockname()[1])
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind((HOST, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no free {kind} port")
+
+
+@dataclass
+class Server:
+    key: str
+    label: str
+    proto: str  # "tcp" or "udp"
+    group: str  # "daytime-sd" or "reference"
+    argv: Callable[[int], list[str]]
+    env: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+    spawn: bool = False  # one process per connection: slower to settle
+    unavailable: str = ""
+
+
+def _sd_env() -> list[str]:
+    """systemd-socket-activate passes on only a few variables: hand PYTHONPATH over."""
+    return ["-E", f"PYTHONPATH={REPO}"]
+
+
+def daytime_sd_available() -> str:
+    if not (REPO / "daytime_sd" / "__main__.py").exists():
+        return "daytime_sd/__main__.py not there yet"
+    try:
+        r = subprocess.run(
+            [PYTHON, "-m", "daytime_sd", "--version"],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"python3 -m daytime_sd --version: {e}"
+    if r.returncode != 0:
+        tail = (r.stderr.strip().splitlines() or ["?"])[-1]
+        return f"python3 -m daytime_sd --version failed: {tail}"
+    return ""
+
+
+def make_servers(
+    inetds: dict[str, Path], inetd_missing: dict[str, str], ldpath: str, dsd_missing: str
+) -> list[Server]:
+    cepoll, cfork = str(BUILD / "cepoll"), str(BUILD / "cfork")
+    have_ssa = shutil.which(SSA) is not None
+    ssa_missing = "" if have_ssa else f"{SSA} not found (Debian package systemd)"
+    servers: list[Server] = []
+
+    servers.append(
+        Server(
+            "c-epoll",
+            "C epoll (bench/cepoll.c)",
+            "tcp",
+            "reference",
+            lambda p: [cepoll, "-l", HOST, str(p)],
+            note="one process, epoll, accept4/write/close",
+        )
+    )
+    servers.append(
+        Server(
+            "c-fork",
+            "C fork per connection (bench/cfork.c)",
+            "tcp",
+            "reference",
+            lambda p: [cfork, "-l", HOST, str(p)],
+            note="getaddrinfo/bind/listen, accept, fork, write, exit",
+        )
+    )
+
+    # openbsd-inetd: internal services are looked up by their /etc/services name, so
+    # it runs in a private mount namespace where a private copy of /etc/services maps
+    # "daytime" to the benchmark port, and /run (its pid file) is a private tmpfs.
+    inetd = inetds.get("openbsd-inetd")
+    unshare = shutil.which("unshare")
+
+    def inetd_argv(port: int) -> list[str]:
+        assert inetd is not None and unshare is not None
+        d = BUILD / f"inetd-{port}"
+        d.mkdir(exist_ok=True)
+        svc = Path("/etc/services").read_text(encoding="utf-8", errors="replace")
+        lines = [ln for ln in svc.splitlines() if ln.split()[:1] != ["daytime"]]
+        lines += [f"daytime\t\t{port}/tcp", f"daytime\t\t{port}/udp"]
+        (d / "services").write_text("\n".join(lines) + "\n")
+        (d / "inetd.conf").write_text(
+            f"{HOST}:daytime\tstream\ttcp4\tnowait.100000000\troot\tinternal\n"
+        )
+        script = (
+            "mount -t tmpfs tmpfs /run && "
+            f'mount --bind "{d}/services" /etc/services && '
+            f'exec "{inetd}" -i -q 4096 -R 100000000 "{d}/inetd.conf"'
+        )
+        return [unshare, "--mount", "--propagation", "private", "sh", "-c", script]
+
+    servers.append(
+        Server(
+            "openbsd-inetd",
+            "openbsd-inetd built-in daytime",
+            "tcp",
+            "reference",
+            inetd_argv,
+            env={"LD_LIBRARY_PATH": ldpath} if ldpath else {},
+            note="inetd -i -q 4096 -R 100000000, nowait.100000000 (defaults: 256/min "
+            "per service then 10 min off, listen queue 128)",
+            unavailable=(
+                inetd_missing.get("openbsd-inetd", "")
+                or ("" if unshare else "unshare(1) not found")
+                or ("" if os.geteuid() == 0 else "needs root (private mount namespace)")
+            ),
+        )
+    )
+
+    xinetd = inetds.get("xinetd")
+
+    def xinetd_argv(port: int) -> list[str]:
+        assert xinetd is not None
+        d = BUILD / f"xinetd-{port}"
+        d.mkdir(exist_ok=True)
+        (d / "xinetd.conf").write_text(
+            "defaults\n{\n"
+            "\tlog_on_success =\n\tlog_on_failure = HOST\n"
+            "\tinstances = UNLIMITED\n\tper_source = UNLIMITED\n\tcps = 100000000 1\n}\n"
+            "service daytime\n{\n"
+            "\ttype = INTERNAL UNLISTED\n\tid = daytime-stream\n\tsocket_type = stream\n"
+            f"\tprotocol = tcp\n\tport = {port}\n\tbind = {HOST}\n\twait = no\n"
+            "\tuser = root\n}\n"
+        )
+        return [
+            str(xinetd),
+            "-dontfork",
+            "-stayalive",
+            "-filelog",
+            str(d / "xinetd.log"),
+            "-f",
+            str(d / "xinetd.conf"),
+        ]
+
+    servers.append(
+        Server(
+            "xinetd",
+            "xinetd built-in daytime",
+            "tcp",
+            "reference",
+            xinetd_argv,
+            env={"LD_LIBRARY_PATH": ldpath} if ldpath else {},
+            note="xinetd -dontfork; cps = 100000000 1, instances = per_source = UNLIMITED "
+            "(defaults: cps 50 10, Debian's instances 60); listen backlog is xinetd's own 64",
+            unavailable=inetd_missing.get("xinetd", ""),
+        )
+    )
+
+    dsd = [PYTHON, "-m", "daytime_sd"]
+    servers.append(
+        Server(
+            "dsd-inproc",
+            "daytime-sd Accept=no, in-process",
+            "tcp",
+            "daytime-sd",
+            lambda p: [SSA, "-l", f"{HOST}:{p}", *_sd_env(), *dsd],
+            note=f"{SSA} -l {HOST}:PORT python3 -m daytime_sd",
+            unavailable=dsd_missing or ssa_missing,
+        )
+    )
+    servers.append(
+        Server(
+            "dsd-fork",
+            "daytime-sd standalone, fork",
+            "tcp",
+            "daytime-sd",
+            lambda p: [*dsd, "--listen", HOST, "--port", str(p), "--fork"],
+            env={"PYTHONPATH": str(REPO)},
+            note="python3 -m daytime_sd --listen 127.0.0.1 --port PORT --fork",
+            unavailable=dsd_missing,
+        )
+    )
+    servers.append(
+        Server(
+            "dsd-accept",
+            "daytime-sd Accept=yes (process per connection)",
+            "tcp",
+            "daytime-sd",
+            lambda p: [SSA, "--accept", "--inetd", "-l", f"{HOST}:{p}", *_sd_env(), *dsd],
+            note=f"{SSA} --accept --inetd -l {HOST}:PORT python3 -m daytime_sd",
+            spawn=True,
+            unavailable=dsd_missing or ssa_missing,
+        )
+    )
+    servers.append(
+        Server(
+            "py-spawn",
+            "bare python3 -c per connection",
+            "tcp",
+            "reference",
+            lambda p: [SSA, "--accept", "--inetd", "-l", f"{HOST}:{p}", PYTHON, "-c", BARE_PY],
+            note=f"{SSA} --accept --inetd ... /usr/bin/python3 -c {BARE_PY!r}",
+            spawn=True,
+            unavailable=ssa_missing,
+        )
+    )
+    servers.append(
+        Server(
+            "dsd-udp",
+            "daytime-sd UDP (replies/s)",
+            "udp",
+            "daytime-sd",
+            lambda p: [
+                SSA,
+                "--datagram",
+                "-l",
+                f"{HOST}:{p}",
+                *_sd_env(),
+                *dsd,
+                "--udp-rate",
+                str(UDP_RATE),
+            ],
+            note=f"{SSA} --datagram ... --udp-rate {UDP_RATE} (default 5 per source per s)",
+            unavailable=dsd_missing or ssa_missing,
+        )
+    )
+    servers.append(
+        Server(
+            "c-epoll-udp",
+            "C epoll UDP (replies/s)",
+            "udp",
+            "reference",
+            lambda p: [cepoll, "-u", "-l", HOST, str(p)],
+            note="recvfrom/sendto loop; openbsd-inetd's UDP daytime ignores loopback "
+            "sources, so it cannot be measured here",
+        )
+    )
+    return servers
+
+
+def probe(proto: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        if proto == "udp":
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.settimeout(timeout)
+                u.connect((HOST, port))
+                u.send(b"\n")
+                return u.recv(512).endswith(b"\r\n")
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            data = b""
+            while chunk := s.recv(512):
+                data += chunk
+            return data.endswith(b"\r\n")
+    except OSError:
+        return False
+
+
+def proc_cpu(pid: int) -> float:
+    """utime+stime+cutime+cstime of pid, in seconds (children count once reaped)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def running(srv: Server, port: int, logdir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    logdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **srv.env}
+    with open(logdir / f"{srv.key}.log", "ab") as logf:
+        proc = subprocess.Popen(
+            srv.argv(port),
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 15
+            while not probe(srv.proto, port):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{srv.key} exited with {proc.returncode} at start")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{srv.key} did not answer on port {port}")
+                time.sleep(0.05)
+            yield proc
+        finally:
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+    # Anything left in the group (per-connection children) goes too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def settle(pid: int, limit: float = 20.0) -> None:
+    """Let connections of the last cell finish: wait until pid has no children left."""
+    time.sleep(0.2)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return
+        if not kids:
+            return
+        time.sleep(0.05)
+
+
+def loadgen(
+    proto: str, port: int, conc: int, threads: int, duration: float, timeout_ms: int = 2000
+) -> Json:
+    cmd = [str(BUILD / "loadgen"), "-c", str(conc), "-t", str(threads), "-d", str(duration)]
+    cmd += ["-T", str(timeout_ms)]
+    if proto == "udp":
+        cmd.append("-u")
+    cmd += [HOST, str(port)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=True)
+    result: Json = json.loads(r.stdout)
+    return result
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def cell_name(conc: int, threads: int) -> str:
+    return f"c={conc}" if threads == 1 else f"c={conc}x{threads}t"
+
+
+def bench_servers(
+    servers: list[Server], duration: float, repeats: int, logdir: Path
+) -> dict[str, Json]:
+    """Every server, every cell, `repeats` rounds (servers interleaved per round)."""
+    raw: dict[str, Json] = {
+        s.key: {"label": s.label, "proto": s.proto, "group": s.group, "note": s.note, "runs": {}}
+        for s in servers
+    }
+    for s in servers:
+        if s.unavailable:
+            raw[s.key]["skipped"] = s.unavailable
+    for rnd in range(repeats):
+        for s in servers:
+            if s.unavailable:
+                continue
+            port = free_port()
+            log(f"round {rnd + 1}/{repeats}: {s.key} on {HOST}:{port}")
+            try:
+                with running(s, port, logdir) as proc:
+                    for conc, threads in CELLS:
+                        cpu0 = proc_cpu(proc.pid)
+                        # A process per connection at c=64 takes seconds per connection.
+                        tmo = 15000 if s.spawn else 2000
+                        res = loadgen(s.proto, port, conc, threads, duration, tmo)
+                        res["server_cpu_pct"] = round(
+                            100 * (proc_cpu(proc.pid) - cpu0) / res["duration_s"], 1
+                        )
+                        # Everything but the load generator, in % of one core: the server
+                        # with all its children (reaped or not), the kernel, other load.
+                        busy = res["machine"]["busy_pct"] * res["machine"]["cpus"]
+                        res["rest_cpu_pct"] = round(busy - res["cpu"]["pct_of_one_core"], 1)
+                        raw[s.key]["runs"].setdefault(cell_name(conc, threads), []).append(res)
+                        log(
+                            f"  {cell_name(conc, threads):>8}: {res['conn_per_s']:>9.1f}/s "
+                            f"p99 {res['latency_us']['p99'] / 1000:.2f} ms "
+                            f"errors {sum(res['errors'].values())}"
+                        )
+                        settle(proc.pid)
+                        if proc.poll() is not None:
+                            raise RuntimeError(f"{s.key} died ({proc.returncode})")
+            except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+                log(f"  {s.key}: {e}")
+                raw[s.key].setdefault("failures", []).append(str(e))
+    return raw
+
+
+def summarize(raw: dict[str, Json]) -> dict[str, Json]:
+    """Medians over repeats per server and cell."""
+    out: dict[str, Json] = {}
+    for key, r in raw.items():
+        cells: Json = {}
+        for cell, runs in r["runs"].items():
+            med = statistics.median
+            cells[cell] = {
+                "conn_per_s": med(x["conn_per_s"] for x in runs),
+                "p50_ms": med(x["latency_us"]["p50"] for x in runs) / 1000,
+                "p99_ms": med(x["latency_us"]["p99"] for x in runs) / 1000,
+                "max_ms": med(x["latency_us"]["max"] for x in runs) / 1000,
+                "connections": sum(x["connections"] for x in runs),
+                "errors": {k: sum(x["errors"][k] for x in runs) for k in runs[0]["errors"]},
+                "loadgen_cpu_pct": med(x["cpu"]["pct_of_one_core"] for x in runs),
+                "server_cpu_pct": med(x["server_cpu_pct"] for x in runs),
+                "rest_cpu_pct": med(x["rest_cpu_pct"] for x in runs),
+                "machine_busy_pct": med(x["machine"]["busy_pct"] for x in runs),
+                "repeats": len(runs),
+            }
+        out[key] = cells
+    return out
+
+
+def _rss_kb(pid: int) -> int:
+    for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if ln.startswith("VmRSS:"):
+            return int(ln.split()[1])
+    raise OSError(f"no VmRSS for {pid}")
+
+
+def _reap(pid: int, timeout: float = 5.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        time.sleep(0.01)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def time_to_ready(runs: int, idle_s: float) -> Json:
+    """Start → READY=1 of the Accept=no service, on a real NOTIFY_SOCKET; idle RSS.
+
+    Started the way systemd starts it: fork, listening socket as fd 3, LISTEN_FDS=1,
+    LISTEN_PID, NOTIFY_SOCKET, exec /usr/bin/python3 -m daytime_sd.  The clock runs from
+    just before fork() to the READY=1 datagram.  (systemd-socket-activate would only
+    exec the service at the first connection.)
+    """
+    times: list[float] = []
+    rss: list[int] = []
+    errors: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="dtbench-") as td:
+        path = os.path.join(td, "notify")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ns:
+            ns.bind(path)
+            ns.settimeout(10)
+            for i in range(runs + 1):  # the first run only warms caches
+                lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                lsock.bind((HOST, 0))
+                lsock.listen(socket.SOMAXCONN)
+                port = int(lsock.getsockname()[1])
+                env = {
+                    k: v
+                    for k, v in os.environ.items()
+                    if not k.startswith(("LISTEN_", "NOTIFY_", "WATCHDOG_"))
+                }
+                env.update(PYTHONPATH=str(REPO), LISTEN_FDS="1", NOTIFY_SOCKET=path)
+                argv = [PYTHON, "-m", "daytime_sd"]
+                lfd = lsock.fileno()
+                t0 = time.monotonic()
+                pid = os.fork()
+                if pid == 0:  # child: only async-signal-safe-ish calls, then exec
+                    try:
+                        os.dup2(lfd, 3)
+                        os.chdir(REPO)
+                        env["LISTEN_PID"] = str(os.getpid())
+                        os.execve(PYTHON, argv, env)
+                    finally:
+                        os._exit(127)
+                lsock.close()
+                try:
+                    got = False
+                    while not got:
+                        msg = ns.recv(4096)
+                        got = b"READY=1" in msg.split(b"\n")
+                    dt = time.monotonic() - t0
+                    if i > 0:
+                        times.append(dt)
+                    if i == runs or i % 5 == 1:
+                        time.sleep(idle_s)
+                        probe("tcp", port)  # one answered connection, then idle again
+                        time.sleep(idle_s / 2)
+                        rss.append(_rss_kb(pid))
+                except OSError as e:
+                    errors.append(f"run {i}: {e!r}")
+                finally:
+                    _reap(pid)
+    return {
+        "runs": len(times),
+        "ready_ms_median": statistics.median(times) * 1000 if times else None,
+        "ready_ms_all": [round(t * 1000, 2) for t in times],
+        "idle_rss_kb_median": statistics.median(rss) if rss else None,
+        "idle_rss_kb_all": rss,
+        "errors": errors,
+    }
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def ratio(
+    summary: dict[str, Json], a: str, b: str, cell: str, metric: str = "conn_per_s"
+) -> float | None:
+    try:
+        num, den = summary[a][cell][metric], summary[b][cell][metric]
+    except KeyError:
+        return None
+    return num / den if den else None
+
+
+def targets(summary: dict[str, Json], ready: Json | None) -> list[Json]:
+    cell = cell_name(*TARGET_CELL)
+    rows: list[Json] = []
+
+    def add(name: str, value: float | None, want: float, unit: str, higher: bool) -> None:
+        met = None if value is None else (value >= want if higher else value <= want)
+        rows.append(
+            {"target": name, "value": value, "want": want, "unit": unit, "higher": higher,
+             "met": met}
+        )  # fmt: skip
+
+    best_inetd: str | None = None
+    for k in ("openbsd-inetd", "xinetd"):
+        v = summary.get(k, {}).get(cell, {}).get("conn_per_s")
+        if v is not None and (best_inetd is None or v > summary[best_inetd][cell]["conn_per_s"]):
+            best_inetd = k
+    add(
+        f"Accept=no in-process vs best inetd built-in ({best_inetd or 'n/a'}), {cell}",
+        ratio(summary, "dsd-inproc", best_inetd, cell) if best_inetd else None,
+        1.0,
+        "x",
+        True,
+    )
+    add(f"Accept=no in-process vs C epoll, {cell}",
+        ratio(summary, "dsd-inproc", "c-epoll", cell), 0.9, "x", True)  # fmt: skip
+    add(f"standalone fork vs C fork, {cell}",
+        ratio(summary, "dsd-fork", "c-fork", cell), 0.5, "x", True)  # fmt: skip
+    add(f"Accept=yes vs bare python3 -c spawn, {cell}",
+        ratio(summary, "dsd-accept", "py-spawn", cell), 0.9, "x", True)  # fmt: skip
+    add("Accept=yes vs bare python3 -c spawn, c=1 (conn/s)",
+        ratio(summary, "dsd-accept", "py-spawn", "c=1"), 0.9, "x", True)  # fmt: skip
+    add("start to READY=1 (median)", ready.get("ready_ms_median") if ready else None,
+        60.0, "ms", False)  # fmt: skip
+    rss = ready.get("idle_rss_kb_median") if ready else None
+    add("idle RSS, Accept=no", rss / 1024 if rss is not None else None, 15.0, "MB", False)
+    return rows
+
+
+def fmt_num(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
+
+
+def markdown(
+    servers: list[Server],
+    raw: dict[str, Json],
+    summary: dict[str, Json],
+    ready: Json | None,
+    trows: list[Json],
+    meta: Json,
+) -> str:
+    cells = [cell_name(*c) for c in CELLS]
+    out: list[str] = []
+    out.append(f"## daytime benchmark — {meta['date']}, {meta['host']}")
+    out.append("")
+    out.append(
+        f"{meta['cpus']} CPUs, kernel {meta['kernel']}, {meta['duration_s']} s per cell, "
+        f"median of {meta['repeats']} run(s); load generator bench/loadgen.c on {HOST}."
+    )
+    out.append("")
+    head = "| server | " + " | ".join(f"{c} conn/s | {c} p99 ms" for c in cells)
+    head += " | errors | CPU% loadgen/rest/machine @" + cell_name(*TARGET_CELL) + " |"
+    out.append(head)
+    out.append("|---|" + "---:|---:|" * len(cells) + "---:|---|")
+    for s in servers:
+        sm = summary.get(s.key, {})
+        if not sm:
+            why = raw[s.key].get("skipped") or "; ".join(raw[s.key].get("failures", [])) or "?"
+            out.append(f"| {s.label} | " + " | ".join(["—", "—"] * len(cells)) + f" | — | {why} |")
+            continue
+        cols: list[str] = []
+        for c in cells:
+            x = sm.get(c)
+            cols += [fmt_num(x["conn_per_s"]), f"{x['p99_ms']:.2f}"] if x else ["—", "—"]
+        err: dict[str, int] = {}
+        for x in sm.values():
+            for k, v in x["errors"].items():
+                err[k] = err.get(k, 0) + v
+        errs = ", ".join(f"{k} {v}" for k, v in err.items() if v) or "0"
+        t = sm.get(cell_name(*TARGET_CELL))
+        cpu = (
+            f"{t['loadgen_cpu_pct']:.0f}/{t['rest_cpu_pct']:.0f}/{t['machine_busy_pct']:.0f}"
+            if t
+            else "—"
+        )
+        out.append(f"| {s.label} | " + " | ".join(cols) + f" | {errs} | {cpu} |")
+    out.append("")
+    out.append(
+        "conn/s: completed, verified connections (UDP rows: replies) per second; p99: 99th "
+        "percentile of connect-to-EOF (UDP: send-to-reply). CPU% in the last column: the "
+        "load generator's own (getrusage, % of one core) / everything else, i.e. the server "
+        "with its children and the kernel's share (% of one core) / whole machine busy (% of "
+        f"all {os.cpu_count()} cores). A load generator near 100% per thread was saturated; "
+        "the machine near 100% means the cell was CPU-bound."
+    )
+    out.append("")
+    if ready:
+        rm = ready.get("ready_ms_median")
+        rss = ready.get("idle_rss_kb_median")
+        out.append(
+            f"Accept=no start to READY=1: median {rm:.1f} ms of {ready['runs']} "
+            f"(READY=1 datagram on NOTIFY_SOCKET, fork+exec with LISTEN_FDS=1); "
+            f"idle RSS {rss / 1024:.1f} MB"
+            if rm is not None and rss is not None
+            else f"Accept=no start to READY=1: not measured ({'; '.join(ready['errors'])[:300]})"
+        )
+        out.append("")
+    acc, bare = summary.get("dsd-accept", {}), summary.get("py-spawn", {})
+    if "c=1" in acc and "c=1" in bare:
+        a, b = acc["c=1"], bare["c=1"]
+        out.append(
+            f"Accept=yes per-connection latency at c=1: p50 {a['p50_ms']:.1f} ms vs bare "
+            f"`python3 -c` {b['p50_ms']:.1f} ms ({a['p50_ms'] / b['p50_ms']:.2f}x)."
+        )
+        out.append("")
+    out.append("### Targets (ratios in this run)")
+    out.append("")
+    out.append("| target | value | wanted | met |")
+    out.append("|---|---:|---:|---|")
+    for t in trows:
+        v = t["value"]
+        val = "n/a" if v is None else (f"{v:.2f}{t['unit']}" if t["unit"] == "x" else
+                                       f"{v:.1f} {t['unit']}")  # fmt: skip
+        want = ("≥ " if t["higher"] else "≤ ") + (
+            f"{t['want']:.1f}{t['unit']}" if t["unit"] == "x" else f"{t['want']:g} {t['unit']}"
+        )
+        met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
+        out.append(f"| {t['target']} | {val} | {want} | {met} |")
+    out.append("")
+    out.append("Settings of the references:")
+    out.append("")
+    for s in servers:
+        if s.note:
+            out.append(f"- {s.label}: {s.note}")
+    out.append("")
+    return "\n".join(out)
+
+
+def chart(servers: list[Server], summary: dict[str, Json], path: Path) -> str:
+    try:
+        mpl = importlib.import_module("matplotlib")
+        mpl.use("Agg")
+        plt = importlib.import_module("matplotlib.pyplot")
+    except ImportError as e:
+        return f"no chart: {e} (Debian package python3-matplotlib)"
+    shown = [s for s in servers if summary.get(s.key)]
+    if not shown:
+        return "no chart: nothing measured"
+    cells = [cell_name(*c) for c in CELLS]
+    fig, axes = plt.subplots(2, 1, figsize=(12, 9), constrained_layout=True)
+    width = 0.8 / len(cells)
+    for ax, metric, title in (
+        (axes[0], "conn_per_s", "connections (UDP: replies) per second, median"),
+        (axes[1], "p99_ms", "p99 latency, ms, median"),
+    ):
+        for j, c in enumerate(cells):
+            xs = [i + (j - (len(cells) - 1) / 2) * width for i in range(len(shown))]
+            ys = [summary[s.key].get(c, {}).get(metric, 0.0) for s in shown]
+            ax.bar(xs, ys, width, label=c)
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xticks(range(len(shown)))
+        ax.set_xticklabels([s.label for s in shown], rotation=20, ha="right", fontsize=8)
+        ax.grid(axis="y", which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return ""
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per cell (default 5)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per cell, median (default 3)")
+    p.add_argument("--ready-runs", type=int, default=20, help="start-to-READY runs (default 20)")
+    p.add_argument(
+        "--servers", default="", help="comma-separated subset of server keys (default: all)"
+    )
+    p.add_argument("--smoke", action="store_true", help="1 s per cell, one repeat, no targets")
+    p.add_argument("--out", type=Path, default=RESULTS, help="output directory")
+    p.add_argument("--name", default="", help="output base name (default latest / smoke)")
+    p.add_argument("--no-fetch", action="store_true", help="skip apt-get download of inetds")
+    p.add_argument("--list", action="store_true", help="list server keys and exit")
+    a = p.parse_args(argv)
+    if a.smoke:
+        a.duration, a.repeats, a.ready_runs = 1.0, 1, 3
+    a.name = a.name or ("smoke" if a.smoke else "latest")
+    return a
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = parse_args(argv)
+    started = time.monotonic()
+    build_c()
+    if a.no_fetch:
+        inetds: dict[str, Path] = {}
+        missing = {"openbsd-inetd": "--no-fetch", "xinetd": "--no-fetch"}
+        ldpath = ""
+    else:
+        inetds, missing, ldpath = fetch_inetds(update=not a.smoke)
+    dsd_missing = daytime_sd_available()
+    servers = make_servers(inetds, missing, ldpath, dsd_missing)
+    if a.list:
+        for s in servers:
+            print(f"{s.key:14} {s.label}{'  [' + s.unavailable + ']' if s.unavailable else ''}")
+        return 0
+    if a.servers:
+        keep = set(a.servers.split(","))
+        unknown = keep - {s.key for s in servers}
+        if unknown:
+            print(f"run.py: unknown server(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        servers = [s for s in servers if s.key in keep]
+    for s in servers:
+        if s.unavailable:
+            log(f"skip {s.key}: {s.unavailable}")
+
+    logdir = BUILD / "logs"
+    raw = bench_servers(servers, a.duration, a.repeats, logdir)
+    summary = summarize(raw)
+    ready: Json | None = None
+    if not dsd_missing and shutil.which(SSA) and (not a.servers or "dsd-inproc" in a.servers):
+        log(f"start to READY=1: {a.ready_runs} runs")
+        ready = time_to_ready(a.ready_runs, 0.3 if a.smoke else 1.0)
+    trows = targets(summary, ready)
+    uname = os.uname()
+    meta: Json = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "host": uname.nodename,
+        "kernel": uname.release,
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "duration_s": a.duration,
+        "repeats": a.repeats,
+        "smoke": a.smoke,
+        "cells": [cell_name(*c) for c in CELLS],
+        "udp_rate": UDP_RATE,
+    }
+    md = markdown(servers, raw, summary, ready, trows, meta)
+    a.out.mkdir(parents=True, exist_ok=True)
+    png = a.out / f"{a.name}.png"
+    chart_err = chart(servers, summary, png)
+    meta["elapsed_s"] = round(time.monotonic() - started, 1)
+    doc = {
+        "meta": meta,
+        "summary": summary,
+        "raw": raw,
+        "ready": ready,
+        "targets": [] if a.smoke else trows,
+    }
+    (a.out / f"{a.name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (a.out / f"{a.name}.md").write_text(md + "\n")
+    print(md)
+    print(f"Wrote {a.out / (a.name + '.md')}, {a.out / (a.name + '.json')}", end="")
+    print(f", {png}" if not chart_err else f"; {chart_err}")
+    print(f"Elapsed {meta['elapsed_s']} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The benchmark's smoke run (`bench/run.py --smoke`) so that `make bench` never rots.
+
+One repeat of 1 s per cell for every server the machine can run; no performance
+target is asserted here (those are read from `make bench` output).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("gcc") is None, reason="gcc is needed to build bench/*.c"
+)
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--smoke", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| server |" in proc.stdout, proc.stdout[-3000:]
+    assert (tmp_path / "smoke.md").read_text().startswith("## daytime benchmark")
+
+    doc: dict[str, Any] = json.loads((tmp_path / "smoke.json").read_text())
+    raw: dict[str, Any] = doc["raw"]
+    ran = {k: v for k, v in raw.items() if not v.get("skipped")}
+    # The C references need only gcc: they always run.
+    assert {"c-epoll", "c-fork", "c-epoll-udp"} <= ran.keys(), raw.keys()
+    for key, server in ran.items():
+        assert not server.get("failures"), (key, server.get("failures"))
+        runs = [r for cell in server["runs"].values() for r in cell]
+        assert len(server["runs"]) == 4, (key, server["runs"].keys())
+        assert sum(r["connections"] for r in runs) > 0, key
+        assert all(r["errors"]["bad_line"] == 0 for r in runs), key
