@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .rig import REPO_ROOT, Container, ensure_rootfs
+from .rig import REPO_ROOT, Container, ensure_rootfs, mounts_under
 
 
 def _require_rig() -> None:
@@ -40,10 +40,13 @@ def container(rootfs: Path) -> Iterator[Container]:
     with Container(rootfs) as ct:
         print(f"\n[rig] {ct.name} booted in {time.monotonic() - t0:.1f} s", file=sys.stderr)
         ct.install_from_tree(REPO_ROOT)
+        leader = ct.leader
         yield ct
-    # Container.stop() raised if anything was left; double-check the cgroup directories.
+    # Container.stop() raised if anything was left; double-check from the outside.
     leftovers = [str(cg) for cg in ct.cgroups if cg.exists()]
     assert not leftovers, f"rig left cgroup directories behind: {leftovers}"
+    assert not mounts_under(rootfs), f"rig left mounts behind: {mounts_under(rootfs)}"
+    assert not Path(f"/proc/{leader}").exists(), "container PID 1 still running"
 
 
 @pytest.fixture

@@ -49,7 +49,11 @@ API (stable; tests/e2e/test_units.py and tests/e2e/test_deb.py use it)::
 ``Container.install_deb(path)``: ``apt-get install -y /srv/debs/NAME.deb`` (the file is bound
     or copied in first).
 ``Container.reset_daytime()``: stops/disables all daytime units, removes drop-ins,
-    daemon-reload, reset-failed: a clean slate between tests sharing one container.
+    daemon-reload, reset-failed, ``mark_journal()``: a clean slate between tests sharing
+    one container.  ``Container.journal(*args)``: ``journalctl -o cat`` since the mark.
+``Container.query(proto, host, port=13)``: one TCP/UDP answer via loadclient.py (asserts).
+``Container.client(*args)`` / ``client_popen(*args)``: loadclient.py, JSON result.
+``listening(ct, port, proto="tcp")``: is anything listening on ``port`` in the container?
 """
 
 from __future__ import annotations
@@ -197,7 +201,7 @@ def find_mirror() -> str:
 # --------------------------------------------------------------------------- rootfs cache
 
 
-def _mounts_under(path: Path) -> list[str]:
+def mounts_under(path: Path) -> list[str]:
     prefix = str(path).rstrip("/") + "/"
     out = []
     with open("/proc/self/mountinfo") as f:
@@ -210,7 +214,7 @@ def _mounts_under(path: Path) -> list[str]:
 
 def _remove_tree(path: Path) -> None:
     """rm -rf that first unmounts whatever an interrupted debootstrap left mounted inside."""
-    for mnt in sorted(_mounts_under(path), key=len, reverse=True):
+    for mnt in sorted(mounts_under(path), key=len, reverse=True):
         subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
     subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=True)
 
@@ -370,6 +374,7 @@ class Container:
         self.log_path = Path(f"/run/{self.name}.console.log")
         self._proc: subprocess.Popen[bytes] | None = None
         self._leader: int | None = None
+        self._cursor: str | None = None
 
     # -- lifecycle
 
@@ -673,11 +678,22 @@ class Container:
                 "systemctl disable daytime.socket daytime-udp.socket 2>/dev/null\n"
                 "rm -rf /etc/systemd/system/daytime*.d /run/systemd/system/daytime*.d\n"
                 "systemctl daemon-reload\n"
-                "systemctl reset-failed\n"
-                "journalctl --rotate >/dev/null 2>&1; true",
+                "systemctl reset-failed\n",
             ],
             timeout=60,
         )
+        self.mark_journal()
+
+    def mark_journal(self) -> None:
+        """From now on, ``journal()`` shows only entries written after this point."""
+        out = self.run(["journalctl", "--no-pager", "-n", "0", "--show-cursor"]).stdout
+        m = re.search(r"^-- cursor: (\S+)", out, re.M)
+        self._cursor = m.group(1) if m else None
+
+    def journal(self, *args: str) -> str:
+        """``journalctl -o cat ARGS`` since the last ``mark_journal()``/``reset_daytime()``."""
+        since = [f"--after-cursor={self._cursor}"] if self._cursor else []
+        return self.run(["journalctl", "--no-pager", "-o", "cat", *since, *args]).stdout
 
     def unit_show(self, unit: str, *props: str) -> dict[str, str]:
         args = [f"--property={p}" for p in props]

@@ -36,10 +36,6 @@ def assert_socket_healthy(ct: Container, unit: str = "daytime.socket") -> None:
     assert listening(ct, 13), "nothing listens on port 13 any more"
 
 
-def journal(ct: Container, *args: str) -> str:
-    return ct.run(["journalctl", "--no-pager", "-o", "cat", *args]).stdout
-
-
 def enable_accept_yes(ct: Container) -> None:
     ct.write_file(ACCEPT_YES, "[Socket]\nAccept=yes\n")
     ct.systemctl("daemon-reload")
@@ -94,15 +90,19 @@ def test_1_socket_activation_answers_ipv4_and_ipv6(ct: Container) -> None:
     assert_line(ct.query("tcp", "127.0.0.1"))
     assert_line(ct.query("tcp", "::1"))
 
-    st = ct.unit_show("daytime.service", "ActiveState", "StatusText", "MainPID", "Type")
+    st = ct.unit_show(
+        "daytime.service", "ActiveState", "StatusText", "MainPID", "Type", "WatchdogTimestamp"
+    )
     assert st["ActiveState"] == "active", st
     assert st["Type"] == "notify"
+    # WatchdogSec=: the service pings (the timestamp is set by WATCHDOG=1 messages).
+    assert st["WatchdogTimestamp"], st
     # The READY=1 STATUS= line, updated as connections are answered.
     assert re.search(r"connections", st["StatusText"]), st
     # DynamicUser=yes: the service does not run as root.
     uid = ct.run(["stat", "-c", "%u", f"/proc/{st['MainPID']}"]).stdout.strip()
     assert uid != "0", "daytime.service runs as root"
-    log = journal(ct, "-u", "daytime.service")
+    log = ct.journal("-u", "daytime.service")
     assert re.search(r"^serving .*tcp", log, re.M), f"no start-up line in the journal:\n{log}"
 
 
@@ -123,7 +123,7 @@ def test_2_accept_yes_instances_answer_and_stderr_stays_in_journal(ct: Container
     for host in ("127.0.0.1", "::1", "127.0.0.1"):
         assert_line(ct.query("tcp", host))
     assert int(ct.unit_show("daytime.socket", "NAccepted")["NAccepted"]) == accepted + 3
-    ct.wait_for("the marker in the journal", lambda: "E2E-STDERR-MARKER" in journal(ct))
+    ct.wait_for("the marker in the journal", lambda: "E2E-STDERR-MARKER" in ct.journal())
     # The single-process service must not have been involved.
     assert ct.systemctl("is-active", "daytime.service", check=False) == "inactive"
 
@@ -138,7 +138,7 @@ def test_2_accept_yes_instances_answer_and_stderr_stays_in_journal(ct: Container
     assert result["data"] == "", f"stderr reached the client: {result}"
     ct.wait_for(
         "the usage error in the journal",
-        lambda: "daytime-sd: error:" in journal(ct, "-t", "daytime-sd"),
+        lambda: "daytime-sd: error:" in ct.journal(),  # the README contract
     )
     ct.wait_for(
         "instances to be collected",
@@ -232,13 +232,13 @@ def test_5_idle_exit_and_reactivation(ct: Container) -> None:
 
     # Connections arriving around the moment of the idle exit: after one connection, wait
     # about the idle timeout (a little less to a little more), then fire a short burst.
-    starts_before = journal(ct, "-u", "daytime.service").count("serving ")
+    starts_before = ct.journal("-u", "daytime.service").count("serving ")
     for offset in (-0.1, -0.05, -0.02, 0.0, 0.01, 0.02, 0.05, 0.1):
         assert_line(ct.query("tcp", "127.0.0.1"))
         time.sleep(idle + offset)
         result = ct.client("load", "127.0.0.1", "13", "--rate", "500", "--duration", "0.1")
         assert_clean_load(result, minimum=50)
-    starts = journal(ct, "-u", "daytime.service").count("serving ") - starts_before
+    starts = ct.journal("-u", "daytime.service").count("serving ") - starts_before
     # The race was really exercised: the service exited and restarted during the loop.
     assert starts >= 2, f"service started only {starts} times; the idle exit was not hit"
     assert ct.systemctl("list-units", "--failed", "--no-legend") == ""
