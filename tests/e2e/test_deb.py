@@ -156,6 +156,7 @@ def sc(scenario: Scenario, request: pytest.FixtureRequest) -> Scenario:
     order = [
         "test_apt_install",
         "test_enable_and_query",
+        "test_upgrade_restarts_and_keeps_serving",
         "test_man_page_renders",
         "test_remove_closes_port",
         "test_purge_leaves_nothing",
@@ -197,6 +198,26 @@ def test_enable_and_query(sc: Scenario) -> None:
     # Accept=no: the first connection started the service, which keeps the listening socket.
     assert ct.systemctl("is-active", "daytime.service") == "active"
     sc.steps.append("test_enable_and_query")
+
+
+def test_upgrade_restarts_and_keeps_serving(sc: Scenario) -> None:
+    """Reinstalling runs the upgrade paths of the maintainer scripts (prerm/preinst upgrade,
+    postinst configure OLD-VERSION): the running service is restarted together with its
+    socket, so the new code is in use, and the enablement is kept."""
+    ct = sc.ct
+    pid_before = ct.systemctl("show", "-p", "MainPID", "--value", "daytime.service")
+    assert pid_before != "0"
+    ct.run(["apt-get", "install", "-y", "--reinstall", sc.deb], timeout=300)
+    assert ct.systemctl("is-active", "daytime.socket") == "active"
+    assert ct.systemctl("is-active", "daytime.service") == "active"
+    pid_after = ct.systemctl("show", "-p", "MainPID", "--value", "daytime.service")
+    assert pid_after not in ("0", pid_before)
+    assert ct.systemctl("is-enabled", "daytime.socket") == "enabled"
+    assert ct.systemctl("is-enabled", "daytime-udp.socket", check=False) == "disabled"
+    for host in ("127.0.0.1", "::1"):
+        data = query(ct, host)
+        assert CTIME_LINE.fullmatch(data), f"[{host}]:13 answered {data!r}"
+    sc.steps.append("test_upgrade_restarts_and_keeps_serving")
 
 
 def test_man_page_renders(sc: Scenario) -> None:
