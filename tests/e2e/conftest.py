@@ -8,6 +8,7 @@ Every other problem (no mirror, debootstrap or boot failure, ...) is an error, n
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -33,9 +34,22 @@ def rootfs() -> Path:
     return ensure_rootfs()
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.fixture(scope="module")
 def container(rootfs: Path) -> Iterator[Container]:
     """One booted container per test module, with the project installed from the tree."""
+    # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so the teardown below still runs.
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield from _booted(rootfs)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _booted(rootfs: Path) -> Iterator[Container]:
     t0 = time.monotonic()
     with Container(rootfs) as ct:
         print(f"\n[rig] {ct.name} booted in {time.monotonic() - t0:.1f} s", file=sys.stderr)

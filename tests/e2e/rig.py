@@ -59,6 +59,7 @@ API (stable; tests/e2e/test_units.py and tests/e2e/test_deb.py use it)::
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import io
@@ -272,6 +273,9 @@ def ensure_rootfs(cache_root: Path = CACHE_ROOT) -> Path:
                 text=True,
                 timeout=900,
                 check=False,
+                # debootstrap and its children inherit the lock: should this process be
+                # killed, the next run waits for the orphaned build to end before removing it.
+                pass_fds=(lock.fileno(),),
             )
             if proc.returncode != 0:
                 raise CommandError(["debootstrap", "...", mirror], proc)
@@ -345,6 +349,13 @@ def cleanup_stale() -> None:
 # --------------------------------------------------------------------------- container
 
 _counter = itertools.count()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM (clean container poweroff) if the test run dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def _ns_pid_chain(pid: int) -> list[int]:
@@ -427,6 +438,7 @@ class Container:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
             self._leader = self._wait_leader(boot_timeout)
             deadline = time.monotonic() + boot_timeout
