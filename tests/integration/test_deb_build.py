@@ -125,8 +125,34 @@ def test_lintian_clean(build: Build) -> None:
     assert not re.search(r"^[EW]: ", report, re.M), report
     # Every info/pedantic tag that is not overridden must be explained in README.source.
     readme = (build.tree / "debian" / "README.source").read_text(encoding="utf-8")
+    assert unexplained_tags(report, readme) == set(), report
+
+
+def unexplained_tags(report: str, readme: str) -> set[str]:
+    """Info/pedantic tags in a lintian report that are neither overridden nor in README.source."""
     tags = set(re.findall(r"^[IP]: \S+(?: \S+)?: ([a-z0-9][a-z0-9+.-]+)", report, re.M))
-    assert {tag for tag in tags if tag not in readme} == set(), report
+    return {tag for tag in tags if tag not in readme}
+
+
+def test_source_package_lintian_clean(tmp_path: Path) -> None:
+    # The native source package (what `dpkg-source -b` makes of a fresh clone) is clean too.
+    tree = tmp_path / f"daytime-sd-{VERSION}"
+    tree.mkdir()
+    copy_tree(ROOT, tree)
+    subprocess.run(["dpkg-source", "-b", tree.name], cwd=tmp_path, capture_output=True, check=True)
+    dsc = tmp_path / f"daytime-sd_{VERSION}.dsc"
+    proc = subprocess.run(
+        ["lintian", "--fail-on", "error,warning", "-I", "--pedantic", str(dsc)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    report = proc.stdout + proc.stderr
+    assert proc.returncode == 0, report
+    assert not re.search(r"^[EW]: ", report, re.M), report
+    readme = (tree / "debian" / "README.source").read_text(encoding="utf-8")
+    assert unexplained_tags(report, readme) == set(), report
 
 
 def test_lintian_checked_the_deb_and_buildinfo(build: Build) -> None:
