@@ -2,8 +2,9 @@
 
 One container for the module; the tests are the steps of one scenario and run in file order:
 install the built .deb with apt-get (dependencies from Debian only), enable the socket, query
-port 13 on 127.0.0.1 and ::1, read the man page, `apt-get remove` (port closed), `apt-get purge`
-(no file of the package left), and finally the package's own autopkgtest with the null runner.
+port 13 on 127.0.0.1 and ::1, reinstall (the upgrade path of the maintainer scripts), read the
+man page, `apt-get remove` (port closed), `apt-get purge` (no file of the package left), and
+finally the package's own autopkgtest with the null runner.
 
 The container has a private network (only `lo`), so port 13 below is the container's.  The
 tools the checks need inside (man-db, autopkgtest) are installed from the Debian mirror of the
