@@ -1,0 +1,7 @@
+"""``python3 -m daytime_sd``."""
+
+import sys
+
+from daytime_sd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""Answering one TCP client with a clean close, in blocking style.
+
+Used where a process exists for exactly one connection: Accept=yes, inetd ``nowait``,
+and the child of fork mode.  The order matters: send the line, shut down our side (the
+client sees EOF), then read and discard whatever the client sent until it closes or the
+linger bound runs out.  Closing a socket with unread input makes Linux send RST instead
+of FIN, and a client that wrote before reading would then lose its line to
+ECONNRESET.
+"""
+
+from __future__ import annotations
+
+import _socket
+import time
+
+
+def answer_once(sock: _socket.socket, line: bytes, linger: float) -> bool:
+    """Send ``line``, half-close, drain input for at most ``linger`` seconds, close.
+
+    Returns whether the whole line was handed to the kernel.  Never raises OSError: the
+    client may have reset or vanished, which is not our error.
+    """
+    sent = False
+    try:
+        sock.settimeout(max(linger, 0.5))  # a client that never reads cannot block us
+        sock.sendall(line)
+        sent = True
+        sock.shutdown(_socket.SHUT_WR)
+        deadline = time.monotonic() + linger
+        buf = bytearray(65536)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            sock.settimeout(remaining)
+            if not sock.recv_into(buf):
+                break
+    except OSError:  # includes TimeoutError: the bound ran out
+        pass
+    finally:
+        sock.close()
+    return sent

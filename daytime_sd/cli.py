@@ -1,0 +1,105 @@
+"""Entry point: argv → Config → sockets → serve, and every failure as one line and a status.
+
+Imports are staged: the per-connection path (Accept=yes, inetd ``nowait``) needs only the
+config, activation, protocol and answer modules; the serving loop and its dependencies
+load only when there is a loop to run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from daytime_sd import activation, config, log
+from daytime_sd.activation import ActivationError, Sockets
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+STANDALONE_ONLY = ("listen", "port", "backlog", "udp", "user")
+
+
+def fail(message: str, status: int = EXIT_FAILURE) -> int:
+    log.error(f"error: {message}")
+    return status
+
+
+def answer_connections(cfg: config.Config, sockets: Sockets) -> None:
+    """Accept=yes / inetd ``nowait``: each connection we were handed gets its line."""
+    from daytime_sd.answer import answer_once
+    from daytime_sd.protocol import render
+
+    line = render(cfg.format, time.time(), cfg.utc)
+    for conn in sockets.connections:
+        if cfg.log_connections:
+            from daytime_sd.netaddr import format_endpoint, split
+
+            try:
+                peer: object = conn.getpeername()
+            except OSError:
+                peer = None
+            host, port = split(peer)
+            log.info(f"connection from {format_endpoint(peer)}", remote_addr=host,
+                     remote_port=port)
+        answer_once(conn, line, cfg.linger)
+
+
+def serve(cfg: config.Config, sockets: Sockets | None) -> int:
+    """Run the loop over the sockets we were given, or over sockets we open ourselves."""
+    from daytime_sd.notify import Notifier
+    from daytime_sd.server import Server
+
+    if sockets is None:
+        from daytime_sd.listeners import ListenError, open_listeners
+
+        try:
+            listeners, datagrams = open_listeners(cfg.listen, cfg.port, cfg.backlog, cfg.udp)
+        except ListenError as err:
+            return fail(str(err))
+        if cfg.user is not None:
+            from daytime_sd.privileges import PrivilegeError, drop_to
+
+            try:
+                drop_to(cfg.user)
+            except PrivilegeError as err:
+                return fail(str(err))
+        activated = False
+    else:
+        ignored = [f"--{name.replace('_', '-')}" for name in STANDALONE_ONLY if name in cfg.given]
+        if ignored:
+            log.warning(f"{', '.join(ignored)} ignored: the sockets come from {sockets.source}")
+        listeners = list(sockets.listeners)
+        datagrams = list(sockets.datagrams)
+        activated = True
+    fork = cfg.fork if cfg.fork is not None else not activated
+    server = Server(cfg, listeners, datagrams, fork=fork, activated=activated,
+                    notifier=Notifier())
+    return server.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    activation.guard_stdio()
+    try:
+        cfg = config.parse(sys.argv[1:] if argv is None else argv)
+    except config.Exit as done:
+        sys.stdout.write(done.text)
+        return EXIT_OK
+    except config.UsageError as err:
+        log.setup("error", "stderr")
+        return fail(f"{err} (see --help)", EXIT_USAGE)
+    log.setup(cfg.log_level)
+    try:
+        sockets = activation.detect(os.environ)
+    except ActivationError as err:
+        return fail(f"{err}; is the socket unit (or inetd.conf) configured right?")
+    try:
+        if sockets is not None and sockets.connections:
+            answer_connections(cfg, sockets)
+            if not (sockets.listeners or sockets.datagrams):
+                return EXIT_OK
+        return serve(cfg, sockets)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except OSError as err:  # last resort: one line, never a traceback
+        return fail(str(err.strerror or err))
+

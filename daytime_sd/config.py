@@ -1,0 +1,239 @@
+"""argv → Config: the command line, parsed and checked, with nothing opened yet.
+
+A small table-driven parser instead of argparse: the per-connection path (Accept=yes,
+inetd ``nowait``) starts a new interpreter for every client, and argparse (with gettext
+and re behind it) costs more to import than the whole answer.  The same table writes
+``--help``, which the man page test reads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from daytime_sd import __version__
+from daytime_sd.protocol import FormatError, resolve_format, validate_format
+
+PROG = "daytime-sd"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_MAX_CHILDREN = 64
+DEFAULT_LINGER = 2.0
+DEFAULT_UDP_RATE = 5
+
+
+class UsageError(Exception):
+    """A bad option or value: exit status 2."""
+
+
+class Exit(Exception):  # noqa: N818 - it is an outcome, not an error
+    """--help or --version: print ``text`` and exit 0."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: tuple[str, ...] = ()
+    port: str = "daytime"
+    backlog: int | None = None  # None: socket.SOMAXCONN, resolved where sockets are made
+    udp: bool = False
+    format: str = "ctime"  # after parse(): always a strftime string, presets resolved
+    utc: bool = False
+    fork: bool | None = None  # None: fork when standalone, in-process when activated
+    max_children: int = DEFAULT_MAX_CHILDREN
+    idle_timeout: float = 0.0
+    linger: float = DEFAULT_LINGER
+    udp_rate: int = DEFAULT_UDP_RATE
+    user: str | None = None
+    log_connections: bool = False
+    log_level: str = "info"
+    given: frozenset[str] = field(default=frozenset(), compare=False)
+
+
+def _int(low: int, high: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise ValueError("not a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}")
+        return value
+
+    return convert
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("not a number of seconds") from None
+    if not math.isfinite(value) or value < 0 or value > 86400 * 365:
+        raise ValueError("must be from 0 to 31536000 seconds")
+    return value
+
+
+def _port(text: str) -> str:
+    if not text or text.isdigit() and not 1 <= int(text) <= 65535:
+        raise ValueError("must be a port number from 1 to 65535 or a service name")
+    if not text.isdigit() and not all(c.isalnum() or c in "-_" for c in text):
+        raise ValueError("must be a port number or a service name such as 'daytime'")
+    return text
+
+
+def _host(text: str) -> str:
+    if not text or "\0" in text or len(text) > 255:
+        raise ValueError("must be a host name or an IPv4/IPv6 address")
+    return text.strip("[]") if text.startswith("[") and text.endswith("]") else text
+
+
+def _choice(options: Sequence[str]) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        if text.lower() not in options:
+            raise ValueError("must be one of " + ", ".join(options))
+        return text.lower()
+
+    return convert
+
+
+def _text(text: str) -> str:
+    if "\0" in text:
+        raise ValueError("must not contain NUL")
+    return text
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    dest: str
+    help: str
+    metavar: str | None = None  # None: a switch that takes no value
+    convert: Callable[[str], Any] | None = None
+    const: Any = True
+    repeat: bool = False
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--listen", "listen", "address or host name to listen on when standalone; repeatable "
+           "(default: every address, 0.0.0.0 and ::)", "HOST", _host, repeat=True),
+    Option("--port", "port", "port number or service name when standalone (default: daytime, 13)",
+           "PORT", _port),
+    Option("--backlog", "backlog", "listen(2) backlog when standalone (default: SOMAXCONN)", "N",
+           _int(1, 65535)),
+    Option("--udp", "udp", "standalone: also answer UDP datagrams on the same addresses"),
+    Option("--format", "format", "answer format: ctime (default), rfc867, rfc2822, iso8601, or a "
+           "strftime(3) string", "FMT", _text),
+    Option("--utc", "utc", "render UTC instead of local time (local time honours TZ)"),
+    Option("--fork", "fork", "fork a child per TCP connection (default when standalone)"),
+    Option("--no-fork", "fork", "answer in the server process (default when socket-activated)",
+           const=False),
+    Option("--max-children", "max_children", "fork mode: at most N children at once; further "
+           f"connections wait in the backlog (default: {DEFAULT_MAX_CHILDREN})", "N",
+           _int(1, 65535)),
+    Option("--idle-timeout", "idle_timeout", "socket-activated: exit after SECONDS without a "
+           "connection; systemd starts it again on the next one (default: 0, never)", "SECONDS",
+           _seconds),
+    Option("--linger", "linger", "after answering, read and discard client input for at most "
+           f"SECONDS before closing (default: {DEFAULT_LINGER:g})", "SECONDS", _seconds),
+    Option("--udp-rate", "udp_rate", "UDP: answer at most N datagrams per source address per "
+           f"second (default: {DEFAULT_UDP_RATE})", "N", _int(1, 1_000_000)),
+    Option("--user", "user", "standalone as root: after binding, drop to USER and its groups",
+           "USER", _text),
+    Option("--log-connections", "log_connections", "log one line per connection with the remote "
+           "address"),
+    Option("--log-level", "log_level", "debug, info (default), warning or error", "LEVEL",
+           _choice(LOG_LEVELS)),
+    Option("--version", "version", "print the version and exit"),
+    Option("--help", "help", "print this help and exit"),
+)
+_BY_FLAG = {option.flag: option for option in OPTIONS}
+
+
+def help_text() -> str:
+    lines = [
+        f"usage: {PROG} [OPTION]...",
+        "",
+        "RFC 867 Daytime service.  Serves the sockets systemd (or inetd) passes in;",
+        "otherwise listens itself and forks per connection.",
+        "",
+        "options:",
+    ]
+    for option in OPTIONS:
+        head = option.flag + (f" {option.metavar}" if option.metavar else "")
+        lines.append(f"  {head:<24}{option.help}" if len(head) < 24 else f"  {head}")
+        if len(head) >= 24:
+            lines.append(f"  {'':<24}{option.help}")
+    lines.append("")
+    lines.append(f"See daytime-sd(8).  Version {__version__}.")
+    return "\n".join(lines) + "\n"
+
+
+def _lookup(flag: str) -> Option:
+    option = _BY_FLAG.get(flag)
+    if option is not None:
+        return option
+    # Unambiguous prefixes, as getopt_long and argparse allow.
+    matches = [o for f, o in _BY_FLAG.items() if f.startswith(flag) and len(flag) > 2]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        names = ", ".join(o.flag for o in matches)
+        raise UsageError(f"option {flag} is ambiguous ({names})")
+    raise UsageError(f"unknown option {flag}")
+
+
+def parse(argv: Sequence[str]) -> Config:
+    """Parse the arguments after the program name.  Raises UsageError or Exit."""
+    values: dict[str, Any] = {}
+    listen: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            if i < len(args):
+                raise UsageError(f"unexpected argument {args[i]!r}")
+            break
+        if not arg.startswith("--") or arg == "--":
+            raise UsageError(f"unexpected argument {arg!r}")
+        flag, eq, inline = arg.partition("=")
+        option = _lookup(flag)
+        if option.metavar is None:
+            if eq:
+                raise UsageError(f"option {option.flag} takes no value")
+            values[option.dest] = option.const
+            continue
+        if eq:
+            text = inline
+        elif i < len(args):
+            text = args[i]
+            i += 1
+        else:
+            raise UsageError(f"option {option.flag} needs a value ({option.metavar})")
+        assert option.convert is not None
+        try:
+            value = option.convert(text)
+        except ValueError as err:
+            raise UsageError(f"{option.flag} {text!r}: {err}") from None
+        if option.repeat:
+            listen.append(value)
+        else:
+            values[option.dest] = value
+    if values.pop("help", False):
+        raise Exit(help_text())
+    if values.pop("version", False):
+        raise Exit(f"{PROG} {__version__}\n")
+    if listen:
+        values["listen"] = tuple(dict.fromkeys(listen))
+    given = frozenset(values)
+    values["format"] = resolve_format(values.get("format", Config.format))
+    try:
+        validate_format(values["format"], values.get("utc", False))
+    except FormatError as err:
+        raise UsageError(f"--format: {err}") from None
+    return Config(**values, given=given)

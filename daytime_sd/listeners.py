@@ -1,0 +1,94 @@
+"""Standalone listeners: getaddrinfo, one socket per result, bind, listen.
+
+The classic method (Stevens, UNP 11.6) with the two details that make dual-stack work:
+``IPV6_V6ONLY`` on IPv6 sockets so ``0.0.0.0`` and ``::`` can both be bound on one port,
+and ``SO_REUSEADDR`` so a restart does not wait out TIME_WAIT.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Iterable
+
+from daytime_sd.netaddr import format_endpoint
+
+
+class ListenError(Exception):
+    """We cannot listen where asked: exit 1, with a message that says what to do."""
+
+
+def resolve(
+    hosts: Iterable[str | None], port: str, socktype: int
+) -> list[tuple[int, int, int, tuple[str, int] | tuple[str, int, int, int]]]:
+    """(family, type, proto, sockaddr) for every address of every host, in order, deduplicated."""
+    results: list[tuple[int, int, int, tuple[str, int] | tuple[str, int, int, int]]] = []
+    seen: set[tuple[int, object]] = set()
+    for host in hosts:
+        try:
+            infos = socket.getaddrinfo(
+                host, port, socket.AF_UNSPEC, socktype, 0, socket.AI_PASSIVE | socket.AI_ADDRCONFIG
+            )
+        except socket.gaierror as err:
+            where = f"{host}:{port}" if host else f"port {port}"
+            if err.errno == socket.EAI_SERVICE:
+                raise ListenError(
+                    f"unknown service {port!r}: use a port number or a name from /etc/services"
+                ) from None
+            raise ListenError(f"cannot resolve {where}: {err.strerror}") from None
+        for family, stype, proto, _name, sockaddr in infos:
+            key = (family, sockaddr[:2])
+            if family in (socket.AF_INET, socket.AF_INET6) and key not in seen:
+                seen.add(key)
+                results.append((family, stype, proto, sockaddr))
+    return results
+
+
+def _explain(err: OSError, where: str, proto: str) -> str:
+    if err.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {where}: address already in use "
+            f"(another daytime server or daytime.socket? choose another --port)"
+        )
+    if err.errno == errno.EACCES:
+        return (
+            f"cannot listen on {where}: permission denied; ports below 1024 need root: "
+            f"run as root, use daytime.socket, or pick --port 1024 or higher"
+        )
+    if err.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {where}: no such local address"
+    return f"cannot {proto} on {where}: {err.strerror}"
+
+
+def open_listeners(
+    hosts: Iterable[str | None], port: str, backlog: int | None, udp: bool = False
+) -> tuple[list[socket.socket], list[socket.socket]]:
+    """Bound TCP listeners (and UDP sockets when ``udp``) for every address, or ListenError."""
+    hosts = list(hosts) or [None]
+    backlog = socket.SOMAXCONN if backlog is None else backlog
+    streams: list[socket.socket] = []
+    datagrams: list[socket.socket] = []
+    kinds = [(socket.SOCK_STREAM, streams)] + ([(socket.SOCK_DGRAM, datagrams)] if udp else [])
+    try:
+        for socktype, into in kinds:
+            for family, stype, proto, sockaddr in resolve(hosts, port, socktype):
+                sock = socket.socket(family, stype, proto)
+                into.append(sock)
+                where = format_endpoint(sockaddr)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    if family == socket.AF_INET6:
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    sock.bind(sockaddr)
+                    if socktype == socket.SOCK_STREAM:
+                        sock.listen(backlog)
+                except OSError as err:
+                    proto_name = "listen" if socktype == socket.SOCK_STREAM else "bind UDP"
+                    raise ListenError(_explain(err, where, proto_name)) from None
+    except BaseException:
+        for sock in streams + datagrams:
+            sock.close()
+        raise
+    if not streams:
+        raise ListenError(f"no usable address for port {port} (no IPv4 or IPv6 configured?)")
+    return streams, datagrams

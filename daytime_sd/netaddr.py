@@ -1,0 +1,31 @@
+"""Socket addresses as people read them: ``[::1]:13``, and IPv4-mapped IPv6 as plain IPv4."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+_MAPPED_PREFIX = "::ffff:"
+
+
+def unmap(host: str) -> str:
+    """``::ffff:192.0.2.1`` → ``192.0.2.1``: a dual-stack socket sees IPv4 clients mapped."""
+    if host[: len(_MAPPED_PREFIX)].lower() == _MAPPED_PREFIX and "." in host:
+        return host[len(_MAPPED_PREFIX) :]
+    return host
+
+
+def split(sockaddr: object) -> tuple[str, int]:
+    """(host, port) of an AF_INET/AF_INET6 address; ("local", 0) for AF_UNIX and others."""
+    if isinstance(sockaddr, Sequence) and not isinstance(sockaddr, str) and len(sockaddr) >= 2:
+        host, port = sockaddr[0], sockaddr[1]
+        if isinstance(host, str) and isinstance(port, int):
+            return unmap(host.split("%", 1)[0] if "%" in host else host), port
+    return "local", 0
+
+
+def format_endpoint(sockaddr: object) -> str:
+    """``127.0.0.1:13``, ``[::1]:13`` or ``local``."""
+    host, port = split(sockaddr)
+    if host == "local":
+        return str(sockaddr) if isinstance(sockaddr, str) and sockaddr else "local"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
