@@ -8,10 +8,11 @@ PORT        ?= 1313
 PYTEST_ARGS ?=
 
 # Debian packages the service, the tests, the real-systemd rig and the .deb build need.
-APT_PACKAGES := python3 python3-venv python3-systemd python3-sdnotify systemd \
+APT_PACKAGES := python3 python3-venv python3-systemd python3-sdnotify systemd git \
 	systemd-container debootstrap iproute2 gcc make \
 	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
-	lintian mandoc groff-base man-db autopkgtest python3-matplotlib
+	lintian mandoc groff-base man-db autopkgtest python3-matplotlib \
+	python3-pytest python3-hypothesis
 # Tools only the tests and linters use; they live in a venv on top of Debian's python3.
 PIP_PACKAGES := pytest hypothesis ruff mypy
 

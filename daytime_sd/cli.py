@@ -7,6 +7,7 @@ load only when there is a loop to run.
 
 from __future__ import annotations
 
+import _socket
 import os
 import sys
 import time
@@ -39,8 +40,7 @@ def answer_connections(cfg: config.Config, sockets: Sockets) -> None:
             except OSError:
                 peer = None
             host, port = split(peer)
-            log.info(f"connection from {format_endpoint(peer)}", remote_addr=host,
-                     remote_port=port)
+            log.info(f"connection from {format_endpoint(peer)}", remote_addr=host, remote_port=port)
         answer_once(conn, line, cfg.linger)
 
 
@@ -49,6 +49,8 @@ def serve(cfg: config.Config, sockets: Sockets | None) -> int:
     from daytime_sd.notify import Notifier
     from daytime_sd.server import Server
 
+    listeners: Sequence[_socket.socket]
+    datagrams: Sequence[_socket.socket]
     if sockets is None:
         from daytime_sd.listeners import ListenError, open_listeners
 
@@ -68,12 +70,11 @@ def serve(cfg: config.Config, sockets: Sockets | None) -> int:
         ignored = [f"--{name.replace('_', '-')}" for name in STANDALONE_ONLY if name in cfg.given]
         if ignored:
             log.warning(f"{', '.join(ignored)} ignored: the sockets come from {sockets.source}")
-        listeners = list(sockets.listeners)
-        datagrams = list(sockets.datagrams)
+        listeners = sockets.listeners
+        datagrams = sockets.datagrams
         activated = True
     fork = cfg.fork if cfg.fork is not None else not activated
-    server = Server(cfg, listeners, datagrams, fork=fork, activated=activated,
-                    notifier=Notifier())
+    server = Server(cfg, listeners, datagrams, fork=fork, activated=activated, notifier=Notifier())
     return server.run()
 
 
@@ -102,4 +103,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except OSError as err:  # last resort: one line, never a traceback
         return fail(str(err.strerror or err))
-

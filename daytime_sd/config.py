@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 from daytime_sd import __version__
 from daytime_sd.protocol import FormatError, resolve_format, validate_format
@@ -27,7 +25,7 @@ class UsageError(Exception):
     """A bad option or value: exit status 2."""
 
 
-class Exit(Exception):  # noqa: N818 - it is an outcome, not an error
+class Exit(Exception):
     """--help or --version: print ``text`` and exit 0."""
 
     def __init__(self, text: str) -> None:
@@ -35,23 +33,69 @@ class Exit(Exception):  # noqa: N818 - it is an outcome, not an error
         self.text = text
 
 
-@dataclass(frozen=True)
 class Config:
-    listen: tuple[str, ...] = ()
-    port: str = "daytime"
-    backlog: int | None = None  # None: socket.SOMAXCONN, resolved where sockets are made
-    udp: bool = False
-    format: str = "ctime"  # after parse(): always a strftime string, presets resolved
-    utc: bool = False
-    fork: bool | None = None  # None: fork when standalone, in-process when activated
-    max_children: int = DEFAULT_MAX_CHILDREN
-    idle_timeout: float = 0.0
-    linger: float = DEFAULT_LINGER
-    udp_rate: int = DEFAULT_UDP_RATE
-    user: str | None = None
-    log_connections: bool = False
-    log_level: str = "info"
-    given: frozenset[str] = field(default=frozenset(), compare=False)
+    """Every setting, defaulted; immutable once parsed.
+
+    A plain class, not a dataclass: ``dataclasses`` imports ``inspect`` and costs 14 ms,
+    which the per-connection path would pay on every connection.
+    """
+
+    __slots__ = (
+        "backlog",
+        "fork",
+        "format",
+        "given",
+        "idle_timeout",
+        "linger",
+        "listen",
+        "log_connections",
+        "log_level",
+        "max_children",
+        "port",
+        "udp",
+        "udp_rate",
+        "user",
+        "utc",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        listen: tuple[str, ...] = (),
+        port: str = "daytime",
+        backlog: int | None = None,  # None: socket.SOMAXCONN, resolved where sockets are made
+        udp: bool = False,
+        format: str = "ctime",  # after parse(): always a strftime string, presets resolved
+        utc: bool = False,
+        fork: bool | None = None,  # None: fork when standalone, in-process when activated
+        max_children: int = DEFAULT_MAX_CHILDREN,
+        idle_timeout: float = 0.0,
+        linger: float = DEFAULT_LINGER,
+        udp_rate: int = DEFAULT_UDP_RATE,
+        user: str | None = None,
+        log_connections: bool = False,
+        log_level: str = "info",
+        given: frozenset[str] = frozenset(),  # the options named on the command line
+    ) -> None:
+        self.listen = listen
+        self.port = port
+        self.backlog = backlog
+        self.udp = udp
+        self.format = format
+        self.utc = utc
+        self.fork = fork
+        self.max_children = max_children
+        self.idle_timeout = idle_timeout
+        self.linger = linger
+        self.udp_rate = udp_rate
+        self.user = user
+        self.log_connections = log_connections
+        self.log_level = log_level
+        self.given = given
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Config({fields})"
 
 
 def _int(low: int, high: int) -> Callable[[str], int]:
@@ -78,7 +122,7 @@ def _seconds(text: str) -> float:
 
 
 def _port(text: str) -> str:
-    if not text or text.isdigit() and not 1 <= int(text) <= 65535:
+    if not text or (text.isdigit() and not 1 <= int(text) <= 65535):
         raise ValueError("must be a port number from 1 to 65535 or a service name")
     if not text.isdigit() and not all(c.isalnum() or c in "-_" for c in text):
         raise ValueError("must be a port number or a service name such as 'daytime'")
@@ -106,47 +150,121 @@ def _text(text: str) -> str:
     return text
 
 
-@dataclass(frozen=True)
 class Option:
-    flag: str
-    dest: str
-    help: str
-    metavar: str | None = None  # None: a switch that takes no value
-    convert: Callable[[str], Any] | None = None
-    const: Any = True
-    repeat: bool = False
+    """One command-line option: its flag, where it goes and how its value is checked."""
+
+    __slots__ = ("const", "convert", "dest", "flag", "help", "metavar", "repeat")
+
+    def __init__(
+        self,
+        flag: str,
+        dest: str,
+        help: str,
+        metavar: str | None = None,  # None: a switch that takes no value
+        convert: Callable[[str], object] | None = None,
+        const: object = True,
+        repeat: bool = False,
+    ) -> None:
+        self.flag = flag
+        self.dest = dest
+        self.help = help
+        self.metavar = metavar
+        self.convert = convert
+        self.const = const
+        self.repeat = repeat
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("--listen", "listen", "address or host name to listen on when standalone; repeatable "
-           "(default: every address, 0.0.0.0 and ::)", "HOST", _host, repeat=True),
-    Option("--port", "port", "port number or service name when standalone (default: daytime, 13)",
-           "PORT", _port),
-    Option("--backlog", "backlog", "listen(2) backlog when standalone (default: SOMAXCONN)", "N",
-           _int(1, 65535)),
+    Option(
+        "--listen",
+        "listen",
+        "address or host name to listen on when standalone; repeatable "
+        "(default: every address, 0.0.0.0 and ::)",
+        "HOST",
+        _host,
+        repeat=True,
+    ),
+    Option(
+        "--port",
+        "port",
+        "port number or service name when standalone (default: daytime, 13)",
+        "PORT",
+        _port,
+    ),
+    Option(
+        "--backlog",
+        "backlog",
+        "listen(2) backlog when standalone (default: SOMAXCONN)",
+        "N",
+        _int(1, 65535),
+    ),
     Option("--udp", "udp", "standalone: also answer UDP datagrams on the same addresses"),
-    Option("--format", "format", "answer format: ctime (default), rfc867, rfc2822, iso8601, or a "
-           "strftime(3) string", "FMT", _text),
+    Option(
+        "--format",
+        "format",
+        "answer format: ctime (default), rfc867, rfc2822, iso8601, or a strftime(3) string",
+        "FMT",
+        _text,
+    ),
     Option("--utc", "utc", "render UTC instead of local time (local time honours TZ)"),
     Option("--fork", "fork", "fork a child per TCP connection (default when standalone)"),
-    Option("--no-fork", "fork", "answer in the server process (default when socket-activated)",
-           const=False),
-    Option("--max-children", "max_children", "fork mode: at most N children at once; further "
-           f"connections wait in the backlog (default: {DEFAULT_MAX_CHILDREN})", "N",
-           _int(1, 65535)),
-    Option("--idle-timeout", "idle_timeout", "socket-activated: exit after SECONDS without a "
-           "connection; systemd starts it again on the next one (default: 0, never)", "SECONDS",
-           _seconds),
-    Option("--linger", "linger", "after answering, read and discard client input for at most "
-           f"SECONDS before closing (default: {DEFAULT_LINGER:g})", "SECONDS", _seconds),
-    Option("--udp-rate", "udp_rate", "UDP: answer at most N datagrams per source address per "
-           f"second (default: {DEFAULT_UDP_RATE})", "N", _int(1, 1_000_000)),
-    Option("--user", "user", "standalone as root: after binding, drop to USER and its groups",
-           "USER", _text),
-    Option("--log-connections", "log_connections", "log one line per connection with the remote "
-           "address"),
-    Option("--log-level", "log_level", "debug, info (default), warning or error", "LEVEL",
-           _choice(LOG_LEVELS)),
+    Option(
+        "--no-fork",
+        "fork",
+        "answer in the server process (default when socket-activated)",
+        const=False,
+    ),
+    Option(
+        "--max-children",
+        "max_children",
+        "fork mode: at most N children at once; further "
+        f"connections wait in the backlog (default: {DEFAULT_MAX_CHILDREN})",
+        "N",
+        _int(1, 65535),
+    ),
+    Option(
+        "--idle-timeout",
+        "idle_timeout",
+        "socket-activated: exit after SECONDS without a "
+        "connection; systemd starts it again on the next one (default: 0, never)",
+        "SECONDS",
+        _seconds,
+    ),
+    Option(
+        "--linger",
+        "linger",
+        "after answering, read and discard client input for at most "
+        f"SECONDS before closing (default: {DEFAULT_LINGER:g})",
+        "SECONDS",
+        _seconds,
+    ),
+    Option(
+        "--udp-rate",
+        "udp_rate",
+        "UDP: answer at most N datagrams per source address per "
+        f"second (default: {DEFAULT_UDP_RATE})",
+        "N",
+        _int(1, 1_000_000),
+    ),
+    Option(
+        "--user",
+        "user",
+        "standalone as root: after binding, drop to USER and its groups",
+        "USER",
+        _text,
+    ),
+    Option(
+        "--log-connections",
+        "log_connections",
+        "log one line per connection with the remote address",
+    ),
+    Option(
+        "--log-level",
+        "log_level",
+        "debug, info (default), warning or error",
+        "LEVEL",
+        _choice(LOG_LEVELS),
+    ),
     Option("--version", "version", "print the version and exit"),
     Option("--help", "help", "print this help and exit"),
 )
@@ -188,8 +306,8 @@ def _lookup(flag: str) -> Option:
 
 def parse(argv: Sequence[str]) -> Config:
     """Parse the arguments after the program name.  Raises UsageError or Exit."""
-    values: dict[str, Any] = {}
-    listen: list[str] = []
+    values: dict[str, object] = {}
+    listen: list[object] = []
     args = list(argv)
     i = 0
     while i < len(args):
@@ -230,10 +348,12 @@ def parse(argv: Sequence[str]) -> Config:
         raise Exit(f"{PROG} {__version__}\n")
     if listen:
         values["listen"] = tuple(dict.fromkeys(listen))
-    given = frozenset(values)
-    values["format"] = resolve_format(values.get("format", Config.format))
+    config = Config(given=frozenset(values))
+    for dest, value in values.items():
+        setattr(config, dest, value)
+    config.format = resolve_format(config.format)
     try:
-        validate_format(values["format"], values.get("utc", False))
+        validate_format(config.format, config.utc)
     except FormatError as err:
         raise UsageError(f"--format: {err}") from None
-    return Config(**values, given=given)
+    return config

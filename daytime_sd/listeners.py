@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Iterable
+from typing import Any
 
 from daytime_sd.netaddr import format_endpoint
 
@@ -18,11 +19,12 @@ class ListenError(Exception):
     """We cannot listen where asked: exit 1, with a message that says what to do."""
 
 
-def resolve(
-    hosts: Iterable[str | None], port: str, socktype: int
-) -> list[tuple[int, int, int, tuple[str, int] | tuple[str, int, int, int]]]:
+Endpoint = tuple[int, int, int, tuple[Any, ...]]  # family, type, proto, sockaddr
+
+
+def resolve(hosts: Iterable[str | None], port: str, socktype: int) -> list[Endpoint]:
     """(family, type, proto, sockaddr) for every address of every host, in order, deduplicated."""
-    results: list[tuple[int, int, int, tuple[str, int] | tuple[str, int, int, int]]] = []
+    results: list[Endpoint] = []
     seen: set[tuple[int, object]] = set()
     for host in hosts:
         try:

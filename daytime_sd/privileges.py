@@ -19,7 +19,9 @@ def drop_to(user: str) -> None:
     if os.geteuid() != 0:
         if os.geteuid() == entry.pw_uid:
             return
-        raise PrivilegeError(f"--user {user}: only root can change user; start as root or drop --user")
+        raise PrivilegeError(
+            f"--user {user}: only root can change user; start as root or drop --user"
+        )
     try:
         os.initgroups(entry.pw_name, entry.pw_gid)  # supplementary groups: the user's, not root's
         os.setgid(entry.pw_gid)

@@ -21,7 +21,7 @@ import select
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from daytime_sd import log
 from daytime_sd.answer import answer_once
@@ -35,14 +35,24 @@ IN = select.EPOLLIN
 ACCEPT_BATCH = 64  # accepts per listener per wake-up: a burst on one port cannot starve others
 # accept(2) errors that mean "this one connection failed", not "the listener is broken".
 _TRANSIENT = frozenset(
-    {errno.ECONNABORTED, errno.EPROTO, errno.ENOPROTOOPT, errno.EHOSTDOWN, errno.ENONET,
-     errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH, errno.ENETDOWN, errno.EPERM}
+    {
+        errno.ECONNABORTED,
+        errno.EPROTO,
+        errno.ENOPROTOOPT,
+        errno.EHOSTDOWN,
+        errno.ENONET,
+        errno.EHOSTUNREACH,
+        errno.EOPNOTSUPP,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.EPERM,
+    }
 )
 _RESOURCE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 def _max_lingering() -> int:
-    """Lingering connections hold one fd each; keep a quarter of the fd limit for everything else."""
+    """Lingering connections hold one fd each; a quarter of the fd limit stays for the rest."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         soft = 65536
@@ -53,8 +63,8 @@ class Server:
     def __init__(
         self,
         config: Config,
-        listeners: list[_socket.socket],
-        datagrams: list[_socket.socket],
+        listeners: Sequence[_socket.socket],
+        datagrams: Sequence[_socket.socket],
         fork: bool,
         activated: bool,
         notifier: Notifier,
@@ -85,7 +95,7 @@ class Server:
         self.buf = bytearray(65536)
         self.last_activity = time.monotonic()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        for sock in listeners + datagrams:
+        for sock in [*listeners, *datagrams]:
             sock.setblocking(False)
         self.handlers: dict[int, Callable[[int], None]] = {self.wake_r: self._on_wake}
         self.ep.register(self.wake_r, IN)
@@ -187,7 +197,7 @@ class Server:
         self.last_activity = time.monotonic()
         for _ in range(ACCEPT_BATCH):
             try:
-                conn_fd, addr = listener._accept()
+                conn_fd, addr = listener._accept()  # type: ignore[attr-defined]  # no object per conn
             except BlockingIOError:
                 return
             except OSError as err:
@@ -203,8 +213,9 @@ class Server:
             self.served += 1
             if self.log_connections:
                 host, port = split(addr)
-                log.info(f"connection from {format_endpoint(addr)}", remote_addr=host,
-                         remote_port=port)
+                log.info(
+                    f"connection from {format_endpoint(addr)}", remote_addr=host, remote_port=port
+                )
             conn = _socket.socket(family, _socket.SOCK_STREAM, 0, conn_fd)
             if self.fork and self._fork(conn, line):
                 if len(self.children) >= self.max_children:
@@ -273,9 +284,11 @@ class Server:
         """EMFILE and friends: free what we can, else stop accepting briefly (no busy loop)."""
         if not self.out_of_fds:
             self.out_of_fds = True
-            log.warning(f"accept failed: {err.strerror}; pausing new connections until "
-                        f"descriptors are free (open: {len(self.lingering)} lingering, "
-                        f"{len(self.children)} children)")
+            log.warning(
+                f"accept failed: {err.strerror}; pausing new connections until "
+                f"descriptors are free (open: {len(self.lingering)} lingering, "
+                f"{len(self.children)} children)"
+            )
         if self._shed(16):
             return
         self._listen(False)

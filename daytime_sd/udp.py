@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _socket
 import time
+from collections.abc import Sequence
 
 from daytime_sd import log
 from daytime_sd.netaddr import format_endpoint
@@ -44,7 +45,7 @@ class RateLimiter:
 
 
 class DatagramResponder:
-    def __init__(self, sockets: list[_socket.socket], cache: LineCache, rate: int) -> None:
+    def __init__(self, sockets: Sequence[_socket.socket], cache: LineCache, rate: int) -> None:
         self.sockets = list(sockets)
         self.by_fd = {sock.fileno(): sock for sock in sockets}
         self.cache = cache
