@@ -1,0 +1,220 @@
+"""Shared helpers for the integration tests: real processes, real sockets, loopback only."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+CTIME = re.compile(rb"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \d{4}\r\n$")
+ACTIVATE = "/usr/bin/systemd-socket-activate"
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LISTEN_", "NOTIFY_"))}
+    env.pop("WATCHDOG_USEC", None)
+    env.pop("JOURNAL_STREAM", None)
+    env["PYTHONPATH"] = str(REPO)
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    """A port free on both 127.0.0.1 and ::1 right now."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
+            s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s6.bind(("::1", 0))
+            port: int = s6.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s4:
+                try:
+                    s4.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u4:
+                try:
+                    u4.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def query(host: str, port: int, timeout: float = 10.0, send: bytes = b"") -> bytes:
+    """Connect, optionally send first, read to EOF.  Raises on reset or timeout."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        if send:
+            sock.sendall(send)
+        return read_to_eof(sock)
+
+
+def read_to_eof(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        data = sock.recv(4096)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+class Notifications:
+    """A real NOTIFY_SOCKET: an AF_UNIX datagram socket the service reports to."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.TemporaryDirectory(prefix="dsd-notify-")
+        self.path = os.path.join(self.dir.name, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        os.chmod(self.dir.name, 0o755)
+        os.chmod(self.path, 0o777)  # a service that dropped root must still reach it
+        self.messages: list[str] = []
+
+    def poll(self, timeout: float = 0.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self.sock], [], [], remaining)
+            if not ready:
+                return self.messages
+            self.messages.append(self.sock.recv(65536).decode())
+
+    def wait_for(self, needle: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            for msg in self.messages:
+                if needle in msg.split("\n"):
+                    return msg
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {needle!r} in notifications {self.messages!r}")
+            self.poll(min(remaining, 0.2))
+
+    def close(self) -> None:
+        self.sock.close()
+        self.dir.cleanup()
+
+
+class Service:
+    """daytime-sd (or systemd-socket-activate running it) as a child process."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str], notify: Notifications) -> None:
+        self.notify = notify
+        self.proc = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, cwd=REPO,
+        )  # fmt: skip
+        self._err: list[bytes] = []
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._err.append(line)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def stderr(self) -> str:
+        return b"".join(self._err).decode(errors="replace")
+
+    def ready(self, timeout: float = 15.0) -> None:
+        self.notify.wait_for("READY=1", timeout)
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 15.0) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@contextlib.contextmanager
+def service(
+    args: Sequence[str],
+    activate: Sequence[str] | None = None,
+    env: dict[str, str] | None = None,
+    wait_ready: bool = True,
+    wrap: Sequence[str] = (),
+) -> Iterator[Service]:
+    """Run ``python -m daytime_sd ARGS``, under ``systemd-socket-activate ACTIVATE`` if given.
+
+    Standalone services are waited for with READY=1.  systemd-socket-activate execs its
+    program only on the first connection, so the caller's first query starts it.
+    """
+    notify = Notifications()
+    env = base_env(NOTIFY_SOCKET=notify.path, **(env or {}))
+    argv = [PYTHON, "-m", "daytime_sd", *args]
+    if activate is not None:
+        passed = [f"-E{k}={env[k]}" for k in ("PYTHONPATH", "NOTIFY_SOCKET", "TZ") if k in env]
+        passed += [f"-E{k}={v}" for k, v in env.items() if k.startswith("WATCHDOG")]
+        argv = [ACTIVATE, *activate, *passed, *argv]
+    argv = [*wrap, *argv]  # e.g. unshare: it execs, so the pid stays the service's
+    svc = Service(argv, env, notify)
+    try:
+        if wait_ready and activate is None:
+            svc.ready()
+        yield svc
+    finally:
+        svc.stop()
+        notify.close()
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    """(pid, state letter) of every child of ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid:
+            found.append((int(entry), fields[0]))
+    return found

@@ -1,0 +1,35 @@
+"""Address display and IPv4-mapped conversion."""
+
+from __future__ import annotations
+
+import pytest
+
+from daytime_sd.netaddr import format_endpoint, split, unmap
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [
+        ("::ffff:192.0.2.1", "192.0.2.1"),
+        ("::FFFF:127.0.0.1", "127.0.0.1"),
+        ("::ffff:1:2", "::ffff:1:2"),  # not an IPv4-mapped literal
+        ("::1", "::1"),
+        ("127.0.0.1", "127.0.0.1"),
+    ],
+)
+def test_unmap(host: str, shown: str) -> None:
+    assert unmap(host) == shown
+
+
+def test_format_endpoint() -> None:
+    assert format_endpoint(("127.0.0.1", 13)) == "127.0.0.1:13"
+    assert format_endpoint(("::1", 13, 0, 0)) == "[::1]:13"
+    assert format_endpoint(("::ffff:10.1.2.3", 40000, 0, 0)) == "10.1.2.3:40000"
+    assert format_endpoint(("fe80::1%eth0", 13, 0, 2)) == "[fe80::1]:13"
+    assert format_endpoint("/run/daytime.sock") == "/run/daytime.sock"
+    assert format_endpoint(None) == "local"
+
+
+def test_split() -> None:
+    assert split(("::ffff:192.0.2.7", 99, 0, 0)) == ("192.0.2.7", 99)
+    assert split(b"\0abstract") == ("local", 0)
