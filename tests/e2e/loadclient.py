@@ -8,7 +8,8 @@ namespace (``nsenter --net=... python3 loadclient.py ...``).  Prints one JSON ob
     loadclient.py udp HOST PORT            -> same, one datagram
     loadclient.py load HOST PORT --rate 1000 --duration 5
         -> {"started": N, "ok": N, "refused": 0, "reset": 0, "empty": 0, "short": 0,
-            "bad": 0, "timeout": 0, "client_error": 0, "elapsed": s, "samples": [...]}
+            "bad": 0, "timeout": 0, "client_error": 0, "elapsed": s, "offered_rate": r,
+            "samples": [...]}
 
 A load connection is "ok" only if it got exactly one line matching --pattern (default: the
 service's ctime preset, CRLF-terminated) followed by a clean EOF.  Loopback only.
@@ -95,7 +96,7 @@ def run_load(
     sel = selectors.DefaultSelector()
     res = LoadResult()
     total = int(rate * duration)
-    t0 = time.monotonic()
+    t0 = last_start = time.monotonic()
 
     def finish(c: _Conn, outcome: str, detail: str = "") -> None:
         sel.unregister(c.sock)
@@ -127,6 +128,7 @@ def run_load(
                 continue
             c = _Conn(s, now + timeout)
             sel.register(s, selectors.EVENT_WRITE, c)
+            last_start = now
         next_start = t0 + res.started / rate if res.started < total else now + 0.05
         wait = max(0.0, min(next_start - time.monotonic(), 0.05))
         for key, _ev in sel.select(wait):
@@ -163,6 +165,8 @@ def run_load(
                 finish(c, "timeout", repr(bytes(c.data)))
     out: dict[str, object] = {"started": res.started, **res.counts}
     out["elapsed"] = round(time.monotonic() - t0, 3)
+    # Connections per second actually offered (== rate when the client kept its schedule).
+    out["offered_rate"] = round(res.started / (last_start - t0 + 1 / rate), 1)
     out["samples"] = res.samples
     return out
 

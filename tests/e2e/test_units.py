@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 
 from .rig import CTIME_LINE, Container, listening
 
@@ -43,6 +44,9 @@ def enable_accept_yes(ct: Container) -> None:
     assert ct.unit_show("daytime.socket", "Accept")["Accept"] == "yes"
 
 
+# Issue 3 asks for >= 1,000 connections/s; ask the client for a little more as a margin.
+LOAD_RATE_MIN = 1000
+LOAD_RATE = 1100
 FAILURES = ("refused", "reset", "empty", "short", "bad", "timeout", "client_error")
 
 
@@ -57,9 +61,10 @@ def assert_clean_load(result: dict[str, object], minimum: int, empty_allowed: in
     assert result["ok"] == started - empty, result
 
 
-def run_load_while(ct: Container, action: object, rate: int, seconds: float) -> dict[str, object]:
+def run_load_while(
+    ct: Container, action: Callable[[], None], rate: int, seconds: float
+) -> dict[str, object]:
     """Run a paced TCP load against 127.0.0.1:13 and call ``action()`` until it finishes."""
-    assert callable(action)
     proc = ct.client_popen(
         "load", "127.0.0.1", "13", "--rate", str(rate), "--duration", str(seconds)
     )
@@ -75,6 +80,9 @@ def run_load_while(ct: Container, action: object, rate: int, seconds: float) -> 
     result = json.loads(out)
     assert isinstance(result, dict)
     print(f"load result: {result}")
+    offered = result["offered_rate"]
+    assert isinstance(offered, float), result
+    assert offered >= LOAD_RATE_MIN, f"client fell behind: {result}"
     return result
 
 
@@ -175,8 +183,8 @@ def test_4a_restart_under_load_loses_nothing(ct: Container) -> None:
         ct.systemctl("restart", "daytime.service")
         pids.add(ct.unit_show("daytime.service", "MainPID")["MainPID"])
 
-    result = run_load_while(ct, restart, rate=1000, seconds=5)
-    assert_clean_load(result, minimum=5000)
+    result = run_load_while(ct, restart, rate=LOAD_RATE, seconds=5)
+    assert_clean_load(result, minimum=5 * LOAD_RATE)
     assert len(pids) >= 5, f"too few restarts happened during the load: {pids}"
     assert_socket_healthy(ct)
 
@@ -193,13 +201,13 @@ def test_4b_kill_9_under_load_loses_nothing(ct: Container) -> None:
             ct.run(["sh", "-c", f"kill -9 {pid}"])  # the shell builtin: no procps here
             killed.append(pid)
 
-    result = run_load_while(ct, kill, rate=1000, seconds=5)
+    result = run_load_while(ct, kill, rate=LOAD_RATE, seconds=5)
     # A SIGKILL that lands between the service's accept() and send() of one connection
     # loses that one connection (the client sees EOF without data; the kernel cannot hand
     # an accepted connection back).  Nothing in user space can close that window of a few
     # microseconds, so allow at most one empty answer per kill; never a refusal, a reset,
     # a partial line or a timeout, and everything queued in the backlog must be answered.
-    assert_clean_load(result, minimum=5000, empty_allowed=len(killed))
+    assert_clean_load(result, minimum=5 * LOAD_RATE, empty_allowed=len(killed))
     assert len(set(killed)) >= 5, f"too few kills happened during the load: {killed}"
     assert int(ct.unit_show("daytime.service", "NRestarts")["NRestarts"]) >= 1
     assert_socket_healthy(ct)
@@ -273,6 +281,8 @@ def test_6_burst_in_accept_yes_mode_keeps_socket_up(ct: Container) -> None:
     print(f"burst result: {result}")
     started = result["started"]
     assert isinstance(started, int) and started >= 2000, result
+    offered = result["offered_rate"]
+    assert isinstance(offered, float) and offered >= 1000, f"not a 2 s burst: {result}"
     ok = result["ok"]
     assert isinstance(ok, int) and ok > 0, f"no connection answered during the burst: {result}"
     # Beyond MaxConnections*= PID 1 accepts and closes at once: "empty", never garbage.
