@@ -90,6 +90,11 @@ def _check_systemd_env(env: Mapping[str, str]) -> bool:
     names = env.get("LISTEN_FDNAMES")
     if names is not None and len(names.split(":")) != count:
         raise ActivationError(f"LISTEN_FDNAMES={names!r} does not name {count} descriptors")
+    for fd in range(LISTEN_FDS_START, LISTEN_FDS_START + count):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise ActivationError(f"LISTEN_FDS={count}, but file descriptor {fd} is not open") from None
     return True
 
 

@@ -147,6 +147,13 @@ class Service:
     def ready(self, timeout: float = 15.0) -> None:
         self.notify.wait_for("READY=1", timeout)
 
+    def wait_listening(self, count: int, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.stderr.count("Listening on") < count:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"systemd-socket-activate did not listen: {self.stderr}")
+            time.sleep(0.01)
+
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
@@ -193,6 +200,8 @@ def service(
     try:
         if wait_ready and activate is None:
             svc.ready()
+        elif activate is not None:  # it execs the service on the first connection
+            svc.wait_listening(sum(1 for a in activate if a == "-l" or a.startswith("--listen")))
         yield svc
     finally:
         svc.stop()

@@ -1,0 +1,173 @@
+"""Every activated mode through the real systemd-socket-activate, and bad LISTEN_* input."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import pytest
+
+from .support import CTIME, PYTHON, REPO, base_env, free_port, query, service
+
+
+def udp_query(host: str, port: int, payload: bytes = b"?", timeout: float = 10.0) -> bytes:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(payload, (host, port))
+        data, _ = sock.recvfrom(65536)
+        return data
+
+
+def test_listening_fd_is_served_in_process() -> None:
+    port = free_port()
+    with service([], activate=["-l", f"127.0.0.1:{port}"]) as svc:
+        assert CTIME.match(query("127.0.0.1", port))  # starts it
+        svc.ready()
+        for _ in range(20):
+            assert CTIME.match(query("127.0.0.1", port))
+        assert "in-process" in svc.stderr
+        assert svc.proc.poll() is None  # a long-running server, not one answer and exit
+
+
+def test_accept_mode_connection_fd_answers_once_per_process() -> None:
+    port = free_port()
+    with service([], activate=["--accept", "-l", f"127.0.0.1:{port}"]) as svc:
+        for _ in range(5):
+            assert CTIME.match(query("127.0.0.1", port))
+        time.sleep(0.2)
+        assert svc.stderr.count("Spawned") >= 5  # one process per connection
+        assert svc.stderr.count("died with code 0") >= 4
+
+
+def test_inetd_mode_connection_on_stdin() -> None:
+    port = free_port()
+    with service([], activate=["--accept", "--inetd", "-l", f"127.0.0.1:{port}"]) as svc:
+        for _ in range(3):
+            assert CTIME.match(query("127.0.0.1", port))
+        time.sleep(0.2)
+        assert "died with code 0" in svc.stderr
+
+
+def test_inetd_mode_usage_error_never_reaches_the_client() -> None:
+    port = free_port()
+    with service(["--bogus"], activate=["--accept", "--inetd", "-l", f"127.0.0.1:{port}"]):
+        assert query("127.0.0.1", port) == b""
+
+
+def test_datagram_socket() -> None:
+    port = free_port()
+    with service(["--udp-rate", "100"], activate=["--datagram", "-l", f"127.0.0.1:{port}"]):
+        assert CTIME.match(udp_query("127.0.0.1", port))
+        assert CTIME.match(udp_query("127.0.0.1", port, b""))
+        assert CTIME.match(udp_query("127.0.0.1", port, b"x" * 65000))
+
+
+def test_several_sockets_ipv4_and_ipv6_in_one_loop() -> None:
+    port, other = free_port(), free_port()
+    activate = ["-l", f"127.0.0.1:{port}", "-l", f"[::1]:{port}", "-l", f"127.0.0.1:{other}"]
+    with service([], activate=activate) as svc:
+        assert CTIME.match(query("127.0.0.1", port))
+        svc.ready()
+        assert CTIME.match(query("::1", port))
+        assert CTIME.match(query("127.0.0.1", other))
+        assert svc.stderr.count("Execing") == 1  # one process serves all three
+
+
+def test_fdnames_are_accepted() -> None:
+    port, other = free_port(), free_port()
+    activate = ["-l", f"127.0.0.1:{port}", "-l", f"[::1]:{other}", "--fdname=v4:v6"]
+    with service([], activate=activate):
+        assert CTIME.match(query("127.0.0.1", port))
+        assert CTIME.match(query("::1", other))
+
+
+def test_fork_can_be_chosen_when_activated() -> None:
+    port = free_port()
+    with service(["--fork"], activate=["-l", f"127.0.0.1:{port}"]) as svc:
+        assert CTIME.match(query("127.0.0.1", port))
+        svc.ready()
+        assert "fork per connection" in svc.stderr
+
+
+def test_standalone_options_are_ignored_with_a_warning() -> None:
+    port = free_port()
+    with service(["--port", "1", "--listen", "192.0.2.1"], activate=["-l", f"127.0.0.1:{port}"]) as svc:
+        assert CTIME.match(query("127.0.0.1", port))
+        svc.ready()
+        assert "--listen, --port ignored: the sockets come from systemd" in svc.stderr
+
+
+def run_with_env(env_script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the service with LISTEN_* set by a shell that then execs it (same pid)."""
+    script = f'{env_script} exec "$0" -m daytime_sd "$@"'
+    return subprocess.run(
+        ["sh", "-c", script, PYTHON, *args], env=base_env(), cwd=REPO, capture_output=True,
+        text=True, timeout=20, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("env_script", "message"),
+    [
+        ("export LISTEN_PID=$$ LISTEN_FDS=abc;", "LISTEN_FDS='abc' is not a number"),
+        ("export LISTEN_PID=$$ LISTEN_FDS=-1;", "LISTEN_FDS='-1' is not a number"),
+        ("export LISTEN_PID=$$ LISTEN_FDS=0;", "LISTEN_FDS=0"),
+        ("export LISTEN_PID=$$ LISTEN_FDS=2;", "not open"),
+        ("export LISTEN_PID=x LISTEN_FDS=1;", "LISTEN_PID='x' is not a process id"),
+        ("export LISTEN_FDS=1;", "LISTEN_PID='' is not a process id"),
+        ("export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=a:b;", "does not name 1"),
+        ("exec 3</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1;", "descriptor 3 is not a socket"),
+        ("export LISTEN_PID=$$ LISTEN_FDS=99999;", "more descriptors"),
+    ],
+)
+def test_malformed_listen_env_is_a_clear_error(env_script: str, message: str) -> None:
+    # --port 1 would be refused or clash if the service fell back to listening itself.
+    proc = run_with_env(env_script, "--listen", "127.0.0.1", "--port", "1")
+    assert proc.returncode == 1, proc
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("daytime-sd: error: "), proc.stderr
+    assert message in lines[0]
+
+
+def test_connected_stream_on_fd3_gets_one_line_and_the_process_exits() -> None:
+    left, right = socket.socketpair()
+    try:
+        script = f'exec 3<&{right.fileno()}; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" -m daytime_sd'
+        proc = subprocess.run(
+            ["bash", "-c", script, PYTHON], env=base_env(), cwd=REPO, pass_fds=(right.fileno(),),
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=20,
+        )  # fmt: skip
+        right.close()
+        assert proc.returncode == 0, proc.stderr
+        left.settimeout(5)
+        assert CTIME.match(left.recv(100))
+        assert left.recv(100) == b""
+    finally:
+        left.close()
+
+
+def test_listen_pid_of_another_process_is_ignored() -> None:
+    port = free_port()
+    env = base_env(LISTEN_PID="1", LISTEN_FDS="1")
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "daytime_sd", "--listen", "127.0.0.1", "--port", str(port)],
+        env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert CTIME.match(query("127.0.0.1", port))
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(10)
+    assert proc.returncode == 0
+    assert "serving tcp 127.0.0.1" in err
