@@ -94,7 +94,8 @@ def _check_systemd_env(env: Mapping[str, str]) -> bool:
         try:
             os.fstat(fd)
         except OSError:
-            raise ActivationError(f"LISTEN_FDS={count}, but file descriptor {fd} is not open") from None
+            message = f"LISTEN_FDS={count}, but file descriptor {fd} is not open"
+            raise ActivationError(message) from None
     return True
 
 

@@ -24,7 +24,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from daytime_sd import log
-from daytime_sd.answer import answer_once
 from daytime_sd.config import Config
 from daytime_sd.netaddr import format_endpoint, split
 from daytime_sd.notify import Notifier
@@ -232,6 +231,9 @@ class Server:
         except OSError:
             conn.close()
             return
+        self._linger(conn)
+
+    def _linger(self, conn: _socket.socket) -> None:
         fd = conn.fileno()
         if len(self.lingering) >= self.max_lingering:
             self._shed(1)
@@ -295,7 +297,13 @@ class Server:
         self.paused_until = time.monotonic() + 0.1
 
     def _fork(self, conn: _socket.socket, line: bytes) -> bool:
-        """Hand ``conn`` to a child; False when fork failed and the caller must answer it."""
+        """Hand ``conn`` to a child; False when fork failed and the caller must answer it.
+
+        The child sends the line, shuts the connection down and exits at once; the parent
+        keeps its copy and does the lingering in its epoll set.  So a child lives for
+        microseconds whatever the client does, and clients that never read or never close
+        cannot hold ``max_children`` processes hostage for the linger time.
+        """
         try:
             pid = os.fork()
         except OSError as err:
@@ -307,7 +315,7 @@ class Server:
         if pid == 0:
             self._child(conn, line)
         self.children.add(pid)
-        conn.close()
+        self._linger(conn)
         return True
 
     def _child(self, conn: _socket.socket, line: bytes) -> None:
@@ -321,8 +329,12 @@ class Server:
             os.close(self.wake_w)
             for sock in [*self.listeners.values(), *self.udp.sockets, *self.lingering.values()]:
                 sock.close()
-            answer_once(conn, line, self.linger)
+            conn.settimeout(5.0)  # a line always fits a fresh socket buffer; never hang
+            conn.sendall(line)
+            conn.shutdown(_socket.SHUT_WR)
             status = 0
+        except OSError:
+            pass  # the client reset or vanished
         finally:
             os._exit(status)
 
