@@ -11,6 +11,10 @@
  * latency, errors split refused/reset/timeout/bad_line/other, own CPU time from
  * getrusage and whole-machine CPU use from /proc/stat over the run).
  *
+ * -w (talkative client): after connecting, write a request line before reading,
+ * as clients that speak first do.  A server that closes with that input unread
+ * makes the kernel send RST, and the client may see ECONNRESET instead of its line.
+ *
  * Source addresses: with -s N (N > 1) and an IPv4 loopback target, sockets are
  * bound to 127.0.0.1 .. 127.0.0.N (IP_BIND_ADDRESS_NO_PORT) before connect, so
  * each source address has its own ephemeral port range.  With the default
@@ -48,6 +52,7 @@
 struct slot {
 	int fd;
 	int len;
+	int wrote;
 	uint64_t start_ns;
 	char buf[BUFSZ];
 };
@@ -69,6 +74,8 @@ static struct sockaddr_storage g_addr;
 static socklen_t g_addrlen;
 static int g_udp;
 static int g_srcopt; /* -s value: 0 auto, 1 never, N fixed */
+static int g_talk;   /* -w: a talkative client writes a request line before reading */
+static const char g_req[] = "GET / HTTP/1.0\r\n\r\n";
 static int g_timeout_ms = 2000;
 static double g_duration = 5.0;
 static atomic_int g_stop;
@@ -173,6 +180,7 @@ static void slot_start(struct thr *t, int ep, int i)
 		}
 		s->fd = fd;
 		s->len = 0;
+		s->wrote = 0;
 		s->start_ns = now_ns();
 		if (connect(fd, (struct sockaddr *)&g_addr, g_addrlen) < 0 && errno != EINPROGRESS) {
 			int e = errno;
@@ -186,7 +194,8 @@ static void slot_start(struct thr *t, int ep, int i)
 			count_errno(t, e);
 			continue;
 		}
-		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u32 = (uint32_t)i};
+		uint32_t evmask = EPOLLIN | EPOLLRDHUP | (g_talk && !g_udp ? EPOLLOUT : 0);
+		struct epoll_event ev = {.events = evmask, .data.u32 = (uint32_t)i};
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
 			die("epoll_ctl");
 		if (g_udp) {
@@ -210,11 +219,25 @@ static void finish(struct thr *t, struct slot *s, uint64_t end)
 	}
 }
 
-static void on_event(struct thr *t, int ep, int i)
+static void on_event(struct thr *t, int ep, int i, uint32_t events)
 {
 	struct slot *s = &t->slots[i];
 	if (s->fd < 0)
 		return;
+	if (g_talk && !g_udp && !s->wrote && (events & EPOLLOUT) && !(events & EPOLLERR)) {
+		/* connected: send the request, then only wait for the answer */
+		s->wrote = 1;
+		if (write(s->fd, g_req, sizeof g_req - 1) < 0 && errno != EAGAIN) {
+			count_errno(t, errno);
+			slot_close(s);
+			slot_start(t, ep, i);
+			return;
+		}
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u32 = (uint32_t)i};
+		epoll_ctl(ep, EPOLL_CTL_MOD, s->fd, &ev);
+		if (!(events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)))
+			return;
+	}
 	if (g_udp) {
 		char b[BUFSZ];
 		ssize_t n = recv(s->fd, b, sizeof b, 0);
@@ -289,7 +312,7 @@ static void *worker(void *arg)
 		if (n < 0 && errno != EINTR)
 			die("epoll_wait");
 		for (int k = 0; k < n; k++)
-			on_event(t, ep, (int)evs[k].data.u32);
+			on_event(t, ep, (int)evs[k].data.u32, evs[k].events);
 		now = now_ns();
 		if (now - last_scan > 10000000ull) {
 			check_timeouts(t, ep, now);
@@ -336,7 +359,7 @@ static double tv_s(struct timeval tv)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: loadgen [-u] [-c CONCURRENCY] [-t THREADS] [-d SECONDS] [-T TIMEOUT_MS]\n"
+		"usage: loadgen [-u] [-w] [-c CONCURRENCY] [-t THREADS] [-d SECONDS] [-T TIMEOUT_MS]\n"
 		"               [-s SOURCE_ADDRS] HOST PORT\n");
 	exit(2);
 }
@@ -344,8 +367,11 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	int conc = 1, nthr = 1, opt;
-	while ((opt = getopt(argc, argv, "uc:t:d:T:s:")) != -1) {
+	while ((opt = getopt(argc, argv, "uwc:t:d:T:s:")) != -1) {
 		switch (opt) {
+		case 'w':
+			g_talk = 1;
+			break;
 		case 'u':
 			g_udp = 1;
 			break;
@@ -457,7 +483,7 @@ int main(int argc, char **argv)
 	double busy = (have_stat && t1 > t0) ? 100.0 * (double)(b1 - b0) / (double)(t1 - t0) : -1;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
-	printf("{\"mode\": \"%s\", \"host\": \"%s\", \"port\": \"%s\", \"concurrency\": %d, "
+	printf("{\"mode\": \"%s\", \"talkative\": %s, \"host\": \"%s\", \"port\": \"%s\", \"concurrency\": %d, "
 	       "\"threads\": %d, \"duration_s\": %.3f, \"connections\": %llu, "
 	       "\"conn_per_s\": %.1f, "
 	       "\"latency_us\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f}, "
@@ -466,7 +492,7 @@ int main(int argc, char **argv)
 	       "\"source_addrs\": %d, "
 	       "\"cpu\": {\"user_s\": %.3f, \"sys_s\": %.3f, \"pct_of_one_core\": %.1f}, "
 	       "\"machine\": {\"cpus\": %ld, \"busy_pct\": %.1f}}\n",
-	       g_udp ? "udp" : "tcp", host, port, conc, nthr, wall, (unsigned long long)ok,
+	       g_udp ? "udp" : "tcp", g_talk ? "true" : "false", host, port, conc, nthr, wall, (unsigned long long)ok,
 	       (double)ok / wall, p50, p99, pmax, (unsigned long long)refused,
 	       (unsigned long long)reset, (unsigned long long)timeout, (unsigned long long)bad,
 	       (unsigned long long)other, (unsigned long long)eadna, srcmax > 1 ? srcmax : 1, usr,

@@ -50,6 +50,8 @@ UDP_RATE = (
 )
 CELLS: tuple[tuple[int, int], ...] = ((1, 1), (8, 1), (64, 1), (64, 2))
 TARGET_CELL = (64, 2)
+TALK_CELL = (8, 1)  # talkative clients (loadgen -w), first round only
+TALK_NAME = "talk c=8"
 C_PROGRAMS = ("loadgen", "cfork", "cepoll")
 # What a bare per-connection Python spawn does: write one line and exit.
 BARE_PY = "import os, time; os.write(1, (time.ctime() + '\\r\\n').encode())"
@@ -182,9 +184,43 @@ class Server:
     unavailable: str = ""
 
 
+PYCACHE = BUILD / "pycache"
+
+
+def py_env() -> dict[str, str]:
+    """Environment for daytime-sd under test: the repo's package, byte-compiled.
+
+    An installed package has fresh .pyc files (py3compile); a work tree may have stale
+    ones and PYTHONDONTWRITEBYTECODE set, and then every process per connection would
+    compile the sources again.  So the Python processes under test keep their byte code
+    in bench/build/pycache (PYTHONPYCACHEPREFIX, which then holds the standard library's
+    too), leaving daytime_sd/ alone; precompile() fills it before the first cell.
+    """
+    return {"PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": str(PYCACHE)}
+
+
+def server_environ(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra)
+    return env
+
+
+def precompile() -> None:
+    """Byte-compile daytime_sd and what it imports (standard library included)."""
+    env = server_environ(py_env())
+    warm = "import daytime_sd.cli, daytime_sd.server, daytime_sd.notify, runpy, importlib.util"
+    for cmd in (
+        [PYTHON, "-m", "compileall", "-q", str(REPO / "daytime_sd")],
+        [PYTHON, "-c", warm],
+        [PYTHON, "-m", "daytime_sd", "--version"],
+        [PYTHON, "-c", BARE_PY],
+    ):
+        subprocess.run(cmd, env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+
+
 def _sd_env() -> list[str]:
-    """systemd-socket-activate passes on only a few variables: hand PYTHONPATH over."""
-    return ["-E", f"PYTHONPATH={REPO}"]
+    """systemd-socket-activate passes on only a few variables: hand ours over."""
+    return [x for k, v in py_env().items() for x in ("-E", f"{k}={v}")]
 
 
 def daytime_sd_available() -> str:
@@ -194,7 +230,7 @@ def daytime_sd_available() -> str:
         r = subprocess.run(
             [PYTHON, "-m", "daytime_sd", "--version"],
             cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, **py_env()},
             capture_output=True,
             text=True,
             timeout=20,
@@ -318,6 +354,7 @@ def make_servers(
     )
 
     dsd = [PYTHON, "-m", "daytime_sd"]
+    bare = [PYTHON, "-c", BARE_PY]
     servers.append(
         Server(
             "dsd-inproc",
@@ -336,7 +373,7 @@ def make_servers(
             "tcp",
             "daytime-sd",
             lambda p: [*dsd, "--listen", HOST, "--port", str(p), "--fork"],
-            env={"PYTHONPATH": str(REPO)},
+            env=py_env(),
             note="python3 -m daytime_sd --listen 127.0.0.1 --port PORT --fork",
             unavailable=dsd_missing,
         )
@@ -359,7 +396,7 @@ def make_servers(
             "bare python3 -c per connection",
             "tcp",
             "reference",
-            lambda p: [SSA, "--accept", "--inetd", "-l", f"{HOST}:{p}", PYTHON, "-c", BARE_PY],
+            lambda p: [SSA, "--accept", "--inetd", "-l", f"{HOST}:{p}", *_sd_env(), *bare],
             note=f"{SSA} --accept --inetd ... /usr/bin/python3 -c {BARE_PY!r}",
             spawn=True,
             unavailable=ssa_missing,
@@ -428,7 +465,7 @@ def proc_cpu(pid: int) -> float:
 @contextlib.contextmanager
 def running(srv: Server, port: int, logdir: Path) -> Iterator[subprocess.Popen[bytes]]:
     logdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **srv.env}
+    env = server_environ(srv.env)
     with open(logdir / f"{srv.key}.log", "ab") as logf:
         proc = subprocess.Popen(
             srv.argv(port),
@@ -467,27 +504,48 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def settle(pid: int, limit: float = 20.0) -> None:
-    """Let connections of the last cell finish: wait until pid has no children left."""
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def settle(pid: int, grace: float = 1.0) -> None:
+    """End the last cell's leftovers before the next: wait until pid has no children.
+
+    Children still running after ``grace`` (per-connection processes whose client the
+    load generator dropped at the end of the cell) are killed, by pid.
+    """
     time.sleep(0.2)
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        try:
-            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            return
+    deadline = time.monotonic() + grace
+    while _children(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _ in range(100):
+        kids = _children(pid)
         if not kids:
             return
+        for kid in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(kid, signal.SIGKILL)
         time.sleep(0.05)
 
 
 def loadgen(
-    proto: str, port: int, conc: int, threads: int, duration: float, timeout_ms: int = 2000
+    proto: str,
+    port: int,
+    conc: int,
+    threads: int,
+    duration: float,
+    timeout_ms: int = 2000,
+    talk: bool = False,
 ) -> Json:
     cmd = [str(BUILD / "loadgen"), "-c", str(conc), "-t", str(threads), "-d", str(duration)]
     cmd += ["-T", str(timeout_ms)]
     if proto == "udp":
         cmd.append("-u")
+    if talk:
+        cmd.append("-w")
     cmd += [HOST, str(port)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=True)
     result: Json = json.loads(r.stdout)
@@ -502,9 +560,12 @@ def cell_name(conc: int, threads: int) -> str:
 
 
 def bench_servers(
-    servers: list[Server], duration: float, repeats: int, logdir: Path
+    servers: list[Server], duration: float, repeats: int, logdir: Path, talk_s: float = 0.0
 ) -> dict[str, Json]:
-    """Every server, every cell, `repeats` rounds (servers interleaved per round)."""
+    """Every server, every cell, `repeats` rounds (servers interleaved per round).
+
+    With ``talk_s``, the first round adds one cell of talkative clients (TCP servers).
+    """
     raw: dict[str, Json] = {
         s.key: {"label": s.label, "proto": s.proto, "group": s.group, "note": s.note, "runs": {}}
         for s in servers
@@ -520,11 +581,15 @@ def bench_servers(
             log(f"round {rnd + 1}/{repeats}: {s.key} on {HOST}:{port}")
             try:
                 with running(s, port, logdir) as proc:
-                    for conc, threads in CELLS:
+                    cells = [(c, t, False) for c, t in CELLS]
+                    if rnd == 0 and s.proto == "tcp" and talk_s > 0:
+                        cells.append((*TALK_CELL, True))
+                    for conc, threads, talk in cells:
                         cpu0 = proc_cpu(proc.pid)
                         # A process per connection at c=64 takes seconds per connection.
                         tmo = 15000 if s.spawn else 2000
-                        res = loadgen(s.proto, port, conc, threads, duration, tmo)
+                        secs = talk_s if talk else duration
+                        res = loadgen(s.proto, port, conc, threads, secs, tmo, talk)
                         res["server_cpu_pct"] = round(
                             100 * (proc_cpu(proc.pid) - cpu0) / res["duration_s"], 1
                         )
@@ -532,9 +597,10 @@ def bench_servers(
                         # with all its children (reaped or not), the kernel, other load.
                         busy = res["machine"]["busy_pct"] * res["machine"]["cpus"]
                         res["rest_cpu_pct"] = round(busy - res["cpu"]["pct_of_one_core"], 1)
-                        raw[s.key]["runs"].setdefault(cell_name(conc, threads), []).append(res)
+                        name = TALK_NAME if talk else cell_name(conc, threads)
+                        raw[s.key]["runs"].setdefault(name, []).append(res)
                         log(
-                            f"  {cell_name(conc, threads):>8}: {res['conn_per_s']:>9.1f}/s "
+                            f"  {name:>8}: {res['conn_per_s']:>9.1f}/s "
                             f"p99 {res['latency_us']['p99'] / 1000:.2f} ms "
                             f"errors {sum(res['errors'].values())}"
                         )
@@ -563,6 +629,10 @@ def summarize(raw: dict[str, Json]) -> dict[str, Json]:
                 "errors": {k: sum(x["errors"][k] for x in runs) for k in runs[0]["errors"]},
                 "loadgen_cpu_pct": med(x["cpu"]["pct_of_one_core"] for x in runs),
                 "server_cpu_pct": med(x["server_cpu_pct"] for x in runs),
+                "server_us_per_conn": med(
+                    x["server_cpu_pct"] * 1e4 / x["conn_per_s"] if x["conn_per_s"] else 0.0
+                    for x in runs
+                ),
                 "rest_cpu_pct": med(x["rest_cpu_pct"] for x in runs),
                 "machine_busy_pct": med(x["machine"]["busy_pct"] for x in runs),
                 "repeats": len(runs),
@@ -617,10 +687,10 @@ def time_to_ready(runs: int, idle_s: float) -> Json:
                 port = int(lsock.getsockname()[1])
                 env = {
                     k: v
-                    for k, v in os.environ.items()
+                    for k, v in server_environ({}).items()
                     if not k.startswith(("LISTEN_", "NOTIFY_", "WATCHDOG_"))
                 }
-                env.update(PYTHONPATH=str(REPO), LISTEN_FDS="1", NOTIFY_SOCKET=path)
+                env.update(py_env(), LISTEN_FDS="1", NOTIFY_SOCKET=path)
                 argv = [PYTHON, "-m", "daytime_sd"]
                 lfd = lsock.fileno()
                 t0 = time.monotonic()
@@ -734,31 +804,34 @@ def markdown(
     )
     out.append("")
     head = "| server | " + " | ".join(f"{c} conn/s | {c} p99 ms" for c in cells)
-    head += " | errors | CPU% loadgen/rest/machine @" + cell_name(*TARGET_CELL) + " |"
+    tc = cell_name(*TARGET_CELL)
+    head += f" | errors | server CPU µs/conn @{tc} | CPU% loadgen/rest/machine @{tc} |"
     out.append(head)
-    out.append("|---|" + "---:|---:|" * len(cells) + "---:|---|")
+    out.append("|---|" + "---:|---:|" * len(cells) + "---:|---:|---|")
     for s in servers:
         sm = summary.get(s.key, {})
         if not sm:
             why = raw[s.key].get("skipped") or "; ".join(raw[s.key].get("failures", [])) or "?"
-            out.append(f"| {s.label} | " + " | ".join(["—", "—"] * len(cells)) + f" | — | {why} |")
+            dash = " | ".join(["—", "—"] * len(cells))
+            out.append(f"| {s.label} | {dash} | — | — | {why} |")
             continue
         cols: list[str] = []
         for c in cells:
             x = sm.get(c)
             cols += [fmt_num(x["conn_per_s"]), f"{x['p99_ms']:.2f}"] if x else ["—", "—"]
         err: dict[str, int] = {}
-        for x in sm.values():
-            for k, v in x["errors"].items():
+        for c in cells:
+            for k, v in sm.get(c, {}).get("errors", {}).items():
                 err[k] = err.get(k, 0) + v
         errs = ", ".join(f"{k} {v}" for k, v in err.items() if v) or "0"
         t = sm.get(cell_name(*TARGET_CELL))
+        us = f"{t['server_us_per_conn']:,.1f}" if t and t["server_us_per_conn"] else "—"
         cpu = (
             f"{t['loadgen_cpu_pct']:.0f}/{t['rest_cpu_pct']:.0f}/{t['machine_busy_pct']:.0f}"
             if t
             else "—"
         )
-        out.append(f"| {s.label} | " + " | ".join(cols) + f" | {errs} | {cpu} |")
+        out.append(f"| {s.label} | " + " | ".join(cols) + f" | {errs} | {us} | {cpu} |")
     out.append("")
     out.append(
         "conn/s: completed, verified connections (UDP rows: replies) per second; p99: 99th "
@@ -766,7 +839,10 @@ def markdown(
         "load generator's own (getrusage, % of one core) / everything else, i.e. the server "
         "with its children and the kernel's share (% of one core) / whole machine busy (% of "
         f"all {os.cpu_count()} cores). A load generator near 100% per thread was saturated; "
-        "the machine near 100% means the cell was CPU-bound."
+        "the machine near 100% means the cell was CPU-bound. Server CPU µs/conn: CPU time of "
+        "the server process and its reaped children per answered connection, the figure "
+        "least disturbed by other load on the machine. errors: summed over all cells and "
+        "runs of the table (talkative cell excluded)."
     )
     out.append("")
     if ready:
@@ -780,6 +856,25 @@ def markdown(
             else f"Accept=no start to READY=1: not measured ({'; '.join(ready['errors'])[:300]})"
         )
         out.append("")
+    talk = [(s, summary[s.key][TALK_NAME]) for s in servers if TALK_NAME in summary.get(s.key, {})]
+    if talk:
+        out.append(
+            f"### Talkative clients ({TALK_NAME}, loadgen -w: the client writes a request line "
+            "before reading, one run)"
+        )
+        out.append("")
+        out.append(
+            "A server that closes with the client's input unread makes the kernel send RST; "
+            "such clients then see ECONNRESET instead of (or after) their line."
+        )
+        out.append("")
+        out.append("| server | conn/s | resets | other errors |")
+        out.append("|---|---:|---:|---:|")
+        for s, x in talk:
+            reset = x["errors"]["reset"]
+            other = sum(x["errors"].values()) - reset
+            out.append(f"| {s.label} | {fmt_num(x['conn_per_s'])} | {reset:,} | {other:,} |")
+        out.append("")
     acc, bare = summary.get("dsd-accept", {}), summary.get("py-spawn", {})
     if "c=1" in acc and "c=1" in bare:
         a, b = acc["c=1"], bare["c=1"]
@@ -788,7 +883,10 @@ def markdown(
             f"`python3 -c` {b['p50_ms']:.1f} ms ({a['p50_ms'] / b['p50_ms']:.2f}x)."
         )
         out.append("")
-    out.append("### Targets (ratios in this run)")
+    out.append(
+        "### Targets (ratios in this run)"
+        + (" — smoke run: 1 s cells, indicative only, not asserted" if meta["smoke"] else "")
+    )
     out.append("")
     out.append("| target | value | wanted | met |")
     out.append("|---|---:|---:|---|")
@@ -852,7 +950,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="runs per cell, median (default 3)")
     p.add_argument("--ready-runs", type=int, default=20, help="start-to-READY runs (default 20)")
     p.add_argument(
-        "--servers", default="", help="comma-separated subset of server keys (default: all)"
+        "--servers",
+        default="",
+        help="comma-separated server keys (see --list; default: all but c-epoll-udp, "
+        "which --udp-ref or --smoke add)",
+    )
+    p.add_argument(
+        "--udp-ref", action="store_true", help="also the C UDP reference (adds ~1 minute)"
+    )
+    p.add_argument(
+        "--talk-seconds",
+        type=float,
+        default=2.0,
+        help=f"seconds of the talkative-client cell ({TALK_NAME}, first round; 0 = none)",
     )
     p.add_argument("--smoke", action="store_true", help="1 s per cell, one repeat, no targets")
     p.add_argument("--out", type=Path, default=RESULTS, help="output directory")
@@ -862,6 +972,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.smoke:
         a.duration, a.repeats, a.ready_runs = 1.0, 1, 3
+        a.talk_seconds = min(a.talk_seconds, 1.0)
     a.name = a.name or ("smoke" if a.smoke else "latest")
     return a
 
@@ -877,13 +988,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         inetds, missing, ldpath = fetch_inetds(update=not a.smoke)
     dsd_missing = daytime_sd_available()
+    if not dsd_missing:
+        precompile()
     servers = make_servers(inetds, missing, ldpath, dsd_missing)
     if a.list:
         for s in servers:
             print(f"{s.key:14} {s.label}{'  [' + s.unavailable + ']' if s.unavailable else ''}")
         return 0
-    if a.servers:
-        keep = set(a.servers.split(","))
+    if a.servers or not (a.udp_ref or a.smoke):
+        keep = set(a.servers.split(",")) if a.servers else {s.key for s in servers}
+        if not a.servers:
+            keep.discard("c-epoll-udp")
         unknown = keep - {s.key for s in servers}
         if unknown:
             print(f"run.py: unknown server(s): {', '.join(sorted(unknown))}", file=sys.stderr)
@@ -894,7 +1009,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"skip {s.key}: {s.unavailable}")
 
     logdir = BUILD / "logs"
-    raw = bench_servers(servers, a.duration, a.repeats, logdir)
+    raw = bench_servers(servers, a.duration, a.repeats, logdir, a.talk_seconds)
     summary = summarize(raw)
     ready: Json | None = None
     if not dsd_missing and shutil.which(SSA) and (not a.servers or "dsd-inproc" in a.servers):

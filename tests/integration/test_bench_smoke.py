@@ -42,6 +42,6 @@ def test_bench_smoke(tmp_path: Path) -> None:
     for key, server in ran.items():
         assert not server.get("failures"), (key, server.get("failures"))
         runs = [r for cell in server["runs"].values() for r in cell]
-        assert len(server["runs"]) == 4, (key, server["runs"].keys())
+        assert len(server["runs"]) >= 4, (key, server["runs"].keys())
         assert sum(r["connections"] for r in runs) > 0, key
         assert all(r["errors"]["bad_line"] == 0 for r in runs), key
