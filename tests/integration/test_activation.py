@@ -93,7 +93,9 @@ def test_fork_can_be_chosen_when_activated() -> None:
 
 def test_standalone_options_are_ignored_with_a_warning() -> None:
     port = free_port()
-    with service(["--port", "1", "--listen", "192.0.2.1"], activate=["-l", f"127.0.0.1:{port}"]) as svc:
+    with service(
+        ["--port", "1", "--listen", "192.0.2.1"], activate=["-l", f"127.0.0.1:{port}"]
+    ) as svc:
         assert CTIME.match(query("127.0.0.1", port))
         svc.ready()
         assert "--listen, --port ignored: the sockets come from systemd" in svc.stderr
@@ -135,7 +137,9 @@ def test_malformed_listen_env_is_a_clear_error(env_script: str, message: str) ->
 def test_connected_stream_on_fd3_gets_one_line_and_the_process_exits() -> None:
     left, right = socket.socketpair()
     try:
-        script = f'exec 3<&{right.fileno()}; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" -m daytime_sd'
+        script = (
+            f'exec 3<&{right.fileno()}; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" -m daytime_sd'
+        )
         proc = subprocess.run(
             ["bash", "-c", script, PYTHON], env=base_env(), cwd=REPO, pass_fds=(right.fileno(),),
             stdin=subprocess.DEVNULL, capture_output=True, timeout=20,

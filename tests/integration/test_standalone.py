@@ -14,7 +14,9 @@ import pytest
 from .support import CTIME, PYTHON, REPO, base_env, children, free_port, query, service
 
 
-def run_cli(*args: str, user: str | None = None, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, user: str | None = None, timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
     argv = [PYTHON, "-m", "daytime_sd", *args]
     if user is not None:
         argv = ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups", *argv]
@@ -77,7 +79,14 @@ def test_localhost_gives_one_socket_per_family(tmp_path: Path) -> None:
     hosts = tmp_path / "hosts"
     hosts.write_text(DEBIAN_HOSTS)
     port = free_port()
-    wrap = ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts)]
+    wrap = [
+        "unshare",
+        "--mount",
+        "sh",
+        "-c",
+        'mount --bind "$0" /etc/hosts && exec "$@"',
+        str(hosts),
+    ]
     with service(["--listen", "localhost", "--port", str(port)], wrap=wrap) as svc:
         assert sorted(tcp_listeners(svc.pid)) == [
             (socket.AF_INET, socket.SOCK_STREAM),
@@ -169,14 +178,18 @@ def test_user_drops_to_the_user_and_its_groups_only() -> None:
             status = dict(line.split(":", 1) for line in f.read().splitlines())
         assert status["Uid"].split() == [str(nobody.pw_uid)] * 4
         assert status["Gid"].split() == [str(nobody.pw_gid)] * 4
-        assert status["Groups"].split() == [str(g) for g in os.getgrouplist("nobody", nobody.pw_gid)]
+        assert status["Groups"].split() == [
+            str(g) for g in os.getgrouplist("nobody", nobody.pw_gid)
+        ]
         assert "0" not in status["Groups"].split()
         assert status["CapEff"].strip() == "0000000000000000"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to try a privilege drop")
 def test_user_that_does_not_exist_refuses_to_serve() -> None:
-    proc = run_cli("--listen", "127.0.0.1", "--port", str(free_port()), "--user", "no-such-user-xyz")
+    proc = run_cli(
+        "--listen", "127.0.0.1", "--port", str(free_port()), "--user", "no-such-user-xyz"
+    )
     assert_one_line_error(proc, 1, "--user no-such-user-xyz", "no such user")
 
 

@@ -38,10 +38,13 @@ def set_tz(name: str) -> None:
 
 
 def test_ctime_preset_is_the_classic_line() -> None:
-    assert render(PRESETS["ctime"], WHEN, utc=True) == time.strftime(
-        "%a %b %d %H:%M:%S %Y", time.gmtime(WHEN)
-    ).encode() + b"\r\n"
-    assert re.fullmatch(rb"\w{3} \w{3} \d\d \d\d:\d\d:\d\d \d{4}\r\n", render("%a %b %d %T %Y", WHEN, True))
+    assert (
+        render(PRESETS["ctime"], WHEN, utc=True)
+        == time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(WHEN)).encode() + b"\r\n"
+    )
+    assert re.fullmatch(
+        rb"\w{3} \w{3} \d\d \d\d:\d\d:\d\d \d{4}\r\n", render("%a %b %d %T %Y", WHEN, True)
+    )
 
 
 def test_every_line_is_printable_ascii_with_crlf() -> None:
