@@ -61,7 +61,7 @@ def query(host: str, port: int, timeout: float = 10.0, send: bytes = b"") -> byt
 
 
 def read_to_eof(sock: socket.socket) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         data = sock.recv(4096)
         if not data:

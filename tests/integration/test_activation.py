@@ -172,6 +172,6 @@ def test_listen_pid_of_another_process_is_ignored() -> None:
                 time.sleep(0.05)
     finally:
         proc.terminate()
-        _, err = proc.communicate(10)
+        _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "serving tcp 127.0.0.1" in err

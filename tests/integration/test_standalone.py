@@ -47,7 +47,7 @@ def tcp_listeners(pid: int) -> list[tuple[int, int]]:
             continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
-    found = []
+    found: list[tuple[int, int]] = []
     for family, table in ((socket.AF_INET, "tcp"), (socket.AF_INET6, "tcp6")):
         with open(f"/proc/{pid}/net/{table}") as f:
             for row in f.read().splitlines()[1:]:

@@ -91,7 +91,7 @@ def test_bad_formats_are_rejected(bad: str) -> None:
         validate_format(bad, utc=True)
 
 
-@pytest.mark.parametrize("good", list(PRESETS.values()) + ["%s", "%H:%M:%S", "daytime %F"])
+@pytest.mark.parametrize("good", [*PRESETS.values(), "%s", "%H:%M:%S", "daytime %F"])
 def test_good_formats_pass(good: str) -> None:
     validate_format(good, utc=False)
 
