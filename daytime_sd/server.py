@@ -79,7 +79,9 @@ class Server:
         self.families = {fd: sock.family for fd, sock in self.listeners.items()}
         self.udp = DatagramResponder(datagrams, self.cache, config.udp_rate)
         self.ep = select.epoll()
-        self.lingering: dict[int, _socket.socket] = {}
+        self.lingering: dict[int, _socket.socket] = {}  # answered, waiting for the client's EOF
+        self.fresh: list[tuple[int, _socket.socket]] = []  # lingering, not yet looked at
+        self.watched: set[int] = set()  # lingering and in the epoll set
         self.deadlines: deque[tuple[float, int, _socket.socket]] = deque()
         self.max_lingering = _max_lingering()
         self.children: set[int] = set()
@@ -137,21 +139,32 @@ class Server:
         if watchdog:
             self.notifier.watchdog()
         idle = self.config.idle_timeout if self.activated else 0.0
+        next_status = time.monotonic() + 1.0  # STATUS= at most once a second
         poll = self.ep.poll
         handlers = self.handlers
+        lingering = self.lingering
         while not self.stop_reason:
             now = time.monotonic()
-            wake = min(next_watchdog, now + 1.0)  # status updates at most once a second
+            wake = min(next_watchdog, next_status)
             if self.deadlines:
                 wake = min(wake, self.deadlines[0][0])
             if self.paused_until:
                 wake = min(wake, self.paused_until)
             if idle:
                 wake = min(wake, self.last_activity + idle)
-            for fd, _events in poll(max(0.0, wake - now) + 0.001, 256):
-                handler = handlers.get(fd)
-                if handler is not None:
-                    handler(fd)
+            # Connections answered in the last round get one poll's time to read and close
+            # before we look at them; most have by then, and never need an epoll_ctl.
+            fresh, self.fresh = self.fresh, []
+            timeout = 0.0005 if fresh else max(0.0, wake - now) + 0.001
+            for fd, _events in poll(timeout, 256):
+                if fd in lingering:
+                    self._on_lingering(fd)
+                else:
+                    handler = handlers.get(fd)
+                    if handler is not None:
+                        handler(fd)
+            if fresh:
+                self._check_fresh(fresh)
             now = time.monotonic()
             if self.signals:
                 self._handle_signals()
@@ -163,7 +176,9 @@ class Server:
             if now >= next_watchdog:
                 self.notifier.watchdog()
                 next_watchdog = now + (watchdog or 0)
-            self.notifier.status(self.status_line())
+            if now >= next_status:
+                self.notifier.status(self.status_line())
+                next_status = now + 1.0
             if idle and now - self.last_activity >= idle and self._idle():
                 self.stop_reason = f"idle for {idle:g} s"
         return self._shutdown()
@@ -234,35 +249,48 @@ class Server:
         self._linger(conn)
 
     def _linger(self, conn: _socket.socket) -> None:
+        """Keep an answered connection until the client closes or the linger bound runs out."""
         fd = conn.fileno()
         if len(self.lingering) >= self.max_lingering:
             self._shed(1)
         self.lingering[fd] = conn
         self.deadlines.append((time.monotonic() + self.linger, fd, conn))
-        self.handlers[fd] = self._on_lingering
-        self.ep.register(fd, IN | select.EPOLLRDHUP)
+        self.fresh.append((fd, conn))
+
+    def _check_fresh(self, fresh: list[tuple[int, _socket.socket]]) -> None:
+        """Close what the client closed already; the rest join the epoll set."""
+        lingering = self.lingering
+        for fd, conn in fresh:
+            if lingering.get(fd) is conn and self._drain(fd, conn):
+                self.ep.register(fd, IN | select.EPOLLRDHUP)
+                self.watched.add(fd)
 
     def _on_lingering(self, fd: int) -> None:
         conn = self.lingering.get(fd)
-        if conn is None:
-            return
+        if conn is not None:
+            self._drain(fd, conn)
+
+    def _drain(self, fd: int, conn: _socket.socket) -> bool:
+        """Discard client input; close at EOF or error.  True while the connection stays."""
         try:
             for _ in range(16):  # up to 1 MiB per wake-up, then let the others run
                 if not conn.recv_into(self.buf, 0, _socket.MSG_DONTWAIT):
                     break
             else:
-                return
+                return True
         except BlockingIOError:
-            return
+            return True
         except OSError:
             pass
         self._close(fd, conn)
+        return False
 
     def _close(self, fd: int, conn: _socket.socket) -> None:
         del self.lingering[fd]
-        del self.handlers[fd]
-        if self.children:  # a child may still hold a copy: epoll would keep reporting it
-            self.ep.unregister(fd)
+        if fd in self.watched:
+            self.watched.discard(fd)
+            if self.children:  # a child may still hold a copy: epoll would keep reporting it
+                self.ep.unregister(fd)
         conn.close()
 
     def _expire(self, now: float) -> None:
@@ -393,9 +421,14 @@ class Server:
         while (self.lingering or self.children) and time.monotonic() < deadline:
             now = time.monotonic()
             wake = min(deadline, self.deadlines[0][0]) if self.deadlines else deadline
-            for fd, _events in self.ep.poll(max(0.0, wake - now) + 0.001, 256):
-                if fd in self.lingering or fd == self.wake_r:
-                    self.handlers[fd](fd)
+            fresh, self.fresh = self.fresh, []
+            timeout = 0.0005 if fresh else max(0.0, wake - now) + 0.001
+            for fd, _events in self.ep.poll(timeout, 256):
+                if fd in self.lingering:
+                    self._on_lingering(fd)
+                elif fd == self.wake_r:
+                    self._on_wake(fd)
+            self._check_fresh(fresh)
             self._expire(time.monotonic())
             self._reap()
         for fd, conn in list(self.lingering.items()):
