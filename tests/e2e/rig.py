@@ -103,13 +103,7 @@ UNITS = (
     "daytime-udp.socket",
     "daytime-udp.service",
 )
-SBIN_SCRIPT = """#!/usr/bin/python3
-import sys
-
-from daytime_sd.cli import main
-
-sys.exit(main())
-"""
+SBIN_SCRIPT = (REPO_ROOT / "tools" / "daytime-sd").read_text()  # the launcher the .deb installs
 
 
 class RigUnavailable(RuntimeError):

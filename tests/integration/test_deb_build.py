@@ -220,8 +220,8 @@ def test_modes_and_owners(build: Build) -> None:
 
 def test_script_uses_system_python(build: Build) -> None:
     script = deb_file(build.deb, "/usr/sbin/daytime-sd").decode()
-    assert script.startswith("#!/usr/bin/python3\n")
-    assert "daytime_sd.cli" in script
+    assert script.startswith("#!/usr/bin/python3 -S\n")
+    assert script == (build.tree / "tools" / "daytime-sd").read_text()
 
 
 def test_units_and_manpage_are_the_sources(build: Build) -> None:
