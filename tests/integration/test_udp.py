@@ -144,7 +144,8 @@ def test_a_flood_from_one_source_does_not_starve_another(mode: str) -> None:
         try:
             assert flood.stdout is not None
             flood.stdout.readline()
-            assert int(flood.stdout.readline()) > 0  # the flood is on
+            sent = int(flood.stdout.readline())
+            assert sent > 0  # the flood is on
             answered = 0
             with udp_socket("127.0.0.3") as sock:
                 for _ in range(10):
@@ -161,7 +162,7 @@ def test_a_flood_from_one_source_does_not_starve_another(mode: str) -> None:
         finally:
             flood.terminate()
             out, _ = flood.communicate(timeout=30)
-        sent = int(out.split()[-1])
+        sent = max([sent, *map(int, out.split())])
         assert sent > 10_000, f"the flood sent only {sent} datagrams"
         assert answered == 10
         assert svc.proc.poll() is None
