@@ -17,15 +17,19 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from .support import PYTHON, REPO, Notifications, base_env, free_port, query
 
+# Hypothesis keeps caches in ./.hypothesis; not in the checkout.
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "daytime-sd-hypothesis"))  # type: ignore[no-untyped-call]
 EXAMPLES = int(os.environ.get("DAYTIME_FUZZ_EXAMPLES", "50"))  # each is one CLI start
 FUZZ = settings(
     max_examples=EXAMPLES,
