@@ -11,7 +11,10 @@ from __future__ import annotations
 import _socket
 import os
 import stat
-from collections.abc import Mapping, MutableMapping
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing is slow to import, mypy honours both
+if TYPE_CHECKING:
+    from collections.abc import Mapping, MutableMapping
 
 LISTEN_FDS_START = 3
 

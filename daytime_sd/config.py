@@ -9,10 +9,13 @@ and re behind it) costs more to import than the whole answer.  The same table wr
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 
 from daytime_sd import __version__
 from daytime_sd.protocol import FormatError, resolve_format, validate_format
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing is slow to import, mypy honours both
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 PROG = "daytime-sd"
 LOG_LEVELS = ("debug", "info", "warning", "error")

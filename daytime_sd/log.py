@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing is slow to import, mypy honours both
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 PRIORITIES = {"error": 3, "warning": 4, "info": 6, "debug": 7}
 IDENTIFIER = "daytime-sd"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 _MAPPED_PREFIX = "::ffff:"
 
 
@@ -16,7 +14,7 @@ def unmap(host: str) -> str:
 
 def split(sockaddr: object) -> tuple[str, int]:
     """(host, port) of an AF_INET/AF_INET6 address; ("local", 0) for AF_UNIX and others."""
-    if isinstance(sockaddr, Sequence) and not isinstance(sockaddr, str) and len(sockaddr) >= 2:
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
         host, port = sockaddr[0], sockaddr[1]
         if isinstance(host, str) and isinstance(port, int):
             return unmap(host.split("%", 1)[0] if "%" in host else host), port
