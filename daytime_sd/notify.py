@@ -7,6 +7,7 @@ at most one update a second: the service manager parses every datagram.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Mapping
 from typing import Protocol
@@ -20,10 +21,13 @@ class Notifier:
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
         self._sender: _Sender | None = None
+        self._socket: socket.socket | None = None
         if env.get("NOTIFY_SOCKET"):
             import sdnotify
 
-            self._sender = sdnotify.SystemdNotifier()
+            sender = sdnotify.SystemdNotifier()
+            self._socket = sender.socket  # None when NOTIFY_SOCKET is unreachable
+            self._sender = sender
         self.watchdog_interval = self._watchdog_interval(env)
         self._last_status = ""
         self._status_at = 0.0
@@ -41,14 +45,21 @@ class Notifier:
     def active(self) -> bool:
         return self._sender is not None
 
-    def _send(self, state: str) -> None:
+    def _send(self, state: str, wait: float = 0.0) -> None:
+        """Send without blocking the loop on a manager that does not read (queue full).
+
+        READY and STOPPING may wait a little; a STATUS or WATCHDOG that finds the queue full
+        is dropped (sdnotify swallows the error): the next one follows within a second.
+        """
         if self._sender is not None:
+            if self._socket is not None:
+                self._socket.settimeout(wait)
             self._sender.notify(state)
 
     def ready(self, status: str) -> None:
         self._last_status = status
         self._status_at = time.monotonic()
-        self._send(f"READY=1\nSTATUS={status}")
+        self._send(f"READY=1\nSTATUS={status}", wait=1.0)
 
     def status(self, status: str, force: bool = False) -> None:
         now = time.monotonic()
@@ -61,4 +72,4 @@ class Notifier:
         self._send("WATCHDOG=1")
 
     def stopping(self, status: str) -> None:
-        self._send(f"STOPPING=1\nSTATUS={status}")
+        self._send(f"STOPPING=1\nSTATUS={status}", wait=1.0)

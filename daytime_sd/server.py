@@ -91,6 +91,8 @@ class Server:
         self.listening = False
         self.paused_until = 0.0  # after EMFILE: when to try accept(2) again
         self.out_of_fds = False
+        self.emfile_logged = False  # this shortage was reported (later ones within a minute not)
+        self.emfile_logged_at = -1e9
         self.fork_failed_at = -1e9
         self.served = 0
         self.stop_reason = ""
@@ -217,6 +219,10 @@ class Server:
         self.listening = on
 
     def _on_listener(self, fd: int) -> None:
+        self._accept_batch(fd)
+
+    def _accept_batch(self, fd: int) -> bool:
+        """Accept up to ACCEPT_BATCH connections; True if the batch ran out before the queue."""
         listener = self.listeners[fd]
         family = self.families[fd]
         line = self.cache.line(time.time())
@@ -225,17 +231,18 @@ class Server:
             try:
                 conn_fd, addr = listener._accept()  # type: ignore[attr-defined]  # no object per conn
             except BlockingIOError:
-                return
+                return False
             except OSError as err:
                 if err.errno in _RESOURCE:
                     self._out_of_resources(err)
-                    return
+                    return False
                 if err.errno not in _TRANSIENT:
                     log.error(f"accept failed: {err.strerror}")
                 continue
             if self.out_of_fds:
                 self.out_of_fds = False
-                log.info("file descriptors available again; accepting connections")
+                if self.emfile_logged:
+                    log.info("descriptors available again; accepting connections")
             self.served += 1
             if self.log_connections:
                 host, port = split(addr)
@@ -248,9 +255,10 @@ class Server:
             if self.fork and self._fork(conn, line):
                 if len(self.children) >= self.max_children:
                     self._listen(False)  # the rest wait in the backlog, not refused
-                    return
+                    return False
                 continue
             self._answer(conn, line)
+        return True
 
     def _answer(self, conn: _socket.socket, line: bytes) -> None:
         """Send, half-close, then linger in the epoll set until EOF or the deadline."""
@@ -328,11 +336,16 @@ class Server:
         """EMFILE and friends: free what we can, else stop accepting briefly (no busy loop)."""
         if not self.out_of_fds:
             self.out_of_fds = True
-            log.warning(
-                f"accept failed: {err.strerror}; pausing new connections until "
-                f"descriptors are free (open: {len(self.lingering)} lingering, "
-                f"{len(self.children)} children)"
-            )
+            now = time.monotonic()
+            # Once per shortage, and at most once a minute however often descriptors run out.
+            self.emfile_logged = now - self.emfile_logged_at >= 60
+            if self.emfile_logged:
+                self.emfile_logged_at = now
+                log.warning(
+                    f"accept failed: {err.strerror}; pausing new connections until "
+                    f"descriptors are free (open: {len(self.lingering)} lingering, "
+                    f"{len(self.children)} children)"
+                )
         if self._shed(16):
             return
         self._listen(False)
@@ -402,7 +415,9 @@ class Server:
         self.fork = False  # answer in-process: fast, and no child to wait for
         try:
             for fd in list(self.listeners):
-                self._on_listener(fd)
+                while self._accept_batch(fd):
+                    self._check_fresh(self.fresh)  # free fds as we go
+                    self.fresh = []
         finally:
             self.fork = saved
 
