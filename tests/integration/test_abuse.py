@@ -97,7 +97,7 @@ def test_silent_thousand_do_not_stop_ten_thousand_and_are_closed_within_linger(m
         assert set(first_seen) == ours, f"{len(ours - set(first_seen))} never seen held"
         assert not held_peers(port) & ours, "silent connections still held"
         longest = max(last_seen[p] - first_seen[p] for p in ours)
-        assert longest < LINGER + 2.0, f"a silent connection was held {longest:.1f} s"
+        assert longest < LINGER + 3.0, f"a silent connection was held {longest:.1f} s"
         assert result.ok == 10_000 and result.errors == 0, result
         for sock in silent:  # each silent client was sent its line and a clean FIN
             sock.settimeout(5)
@@ -286,14 +286,17 @@ def test_stop_signal_under_load_answers_in_flight_and_exits_0(mode: str, signum:
         assert "Traceback" not in svc.stderr
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_stop_signal_answers_a_backlog_larger_than_one_accept_batch(mode: str) -> None:
-    """200 clients queued in the backlog (the service stopped) when SIGTERM arrives."""
+# The other signal of each mode than under load above: each mode sees both.
+@pytest.mark.parametrize(
+    ("mode", "signum"), [("in-process", signal.SIGINT), ("fork", signal.SIGTERM)]
+)
+def test_stop_signal_answers_a_backlog_larger_than_one_accept_batch(mode: str, signum: int) -> None:
+    """200 clients queued in the backlog (the service stopped) when the signal arrives."""
     with serving(mode) as (svc, port), ExitStack() as stack:
         svc.signal(signal.SIGSTOP)
         try:
             queued = [stack.enter_context(connect(port)) for _ in range(200)]
-            svc.signal(signal.SIGTERM)
+            svc.signal(signum)
         finally:
             svc.signal(signal.SIGCONT)
         answered = reset = 0
@@ -304,7 +307,7 @@ def test_stop_signal_answers_a_backlog_larger_than_one_accept_batch(mode: str) -
                 reset += 1
         assert (answered, reset) == (200, 0)
         assert svc.wait() == 0
-        svc.notify.wait_for("STOPPING=1")
+        assert signal.Signals(signum).name in svc.notify.wait_for("STOPPING=1")
 
 
 @pytest.mark.parametrize("mode", MODES)
