@@ -12,7 +12,7 @@ APT_PACKAGES := python3 python3-venv python3-systemd python3-sdnotify systemd gi
 	systemd-container debootstrap iproute2 gcc make \
 	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
 	lintian mandoc groff-base man-db autopkgtest python3-matplotlib \
-	python3-pytest python3-hypothesis
+	python3-pytest python3-hypothesis libwrap0
 # Tools only the tests and linters use; they live in a venv on top of Debian's python3.
 PIP_PACKAGES := pytest hypothesis ruff mypy
 
@@ -43,7 +43,7 @@ run: deps
 lint: deps
 	$(VENV)/bin/ruff check daytime_sd tests bench
 	$(VENV)/bin/ruff format --check daytime_sd tests bench
-	$(VENV)/bin/mypy daytime_sd tests
+	$(VENV)/bin/mypy daytime_sd tests bench
 
 unit: deps
 	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)

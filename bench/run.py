@@ -354,6 +354,7 @@ def make_servers(
     )
 
     dsd = [PYTHON, "-m", "daytime_sd"]
+    launcher = [str(REPO / "tools" / "daytime-sd")]
     bare = [PYTHON, "-c", BARE_PY]
     servers.append(
         Server(
@@ -384,8 +385,9 @@ def make_servers(
             "daytime-sd Accept=yes (process per connection)",
             "tcp",
             "daytime-sd",
-            lambda p: [SSA, "--accept", "--inetd", "-l", f"{HOST}:{p}", *_sd_env(), *dsd],
-            note=f"{SSA} --accept --inetd -l {HOST}:PORT python3 -m daytime_sd",
+            lambda p: [SSA, "--accept", "--inetd", "-l", f"{HOST}:{p}", *_sd_env(), *launcher],
+            note=f"{SSA} --accept --inetd -l {HOST}:PORT tools/daytime-sd (the launcher the "
+            "deb installs as /usr/sbin/daytime-sd: #!/usr/bin/python3 -S)",
             spawn=True,
             unavailable=dsd_missing or ssa_missing,
         )
