@@ -86,7 +86,7 @@ class Server:
         self.deadlines: deque[tuple[float, int, _socket.socket]] = deque()
         self.max_lingering = _max_lingering()
         self.children: set[int] = set()
-        self.high_fd = 1024  # at least: fds opened before us (journal, notify) are below it
+        self.high_fd = 1024  # highest fd a child may have inherited (grows with accepts)
         self.max_children = config.max_children
         self.listening = False
         self.paused_until = 0.0  # after EMFILE: when to try accept(2) again
@@ -105,7 +105,7 @@ class Server:
         self.handlers: dict[int, Callable[[int], None]] = {self.wake_r: self._on_wake}
         self.ep.register(self.wake_r, IN)
         for sock in datagrams:
-            self.handlers[sock.fileno()] = self.udp.on_readable
+            self.handlers[sock.fileno()] = self._on_datagram
             self.ep.register(sock.fileno(), IN)
         self._listen(True)
 
@@ -204,6 +204,10 @@ class Server:
         before = self.served
         self._drain_backlog()
         return self.served == before
+
+    def _on_datagram(self, fd: int) -> None:
+        self.last_activity = time.monotonic()  # UDP traffic keeps an idle timeout away too
+        self.udp.on_readable(fd)
 
     # -- TCP ----------------------------------------------------------------------------------
 

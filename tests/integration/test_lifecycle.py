@@ -89,3 +89,18 @@ def test_idle_timeout_is_ignored_when_standalone() -> None:
         time.sleep(0.8)
         assert svc.proc.poll() is None
         assert CTIME.match(query("127.0.0.1", port))
+
+
+def test_udp_traffic_keeps_the_idle_timeout_away() -> None:
+    port = free_port()
+    activate = ["--datagram", "-l", f"127.0.0.1:{port}"]
+    with service(["--idle-timeout", "0.8"], activate=activate) as svc:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(5)
+            for _ in range(12):  # 2.4 s of traffic, three times the idle timeout
+                client.sendto(b"", ("127.0.0.1", port))
+                assert CTIME.match(client.recvfrom(100)[0])
+                time.sleep(0.2)
+            assert svc.proc.poll() is None
+        svc.notify.wait_for("STOPPING=1", timeout=10)  # quiet now: it exits
+        assert svc.wait() == 0
