@@ -135,7 +135,14 @@ def _port(text: str) -> str:
 def _host(text: str) -> str:
     if not text or "\0" in text or len(text) > 255:
         raise ValueError("must be a host name or an IPv4/IPv6 address")
-    return text.strip("[]") if text.startswith("[") and text.endswith("]") else text
+    host = text.strip("[]") if text.startswith("[") and text.endswith("]") else text
+    try:
+        # What getaddrinfo() does with it: an empty or over-long label, or an argv byte
+        # that is not UTF-8, raised UnicodeError there (a traceback), not gaierror.
+        host.encode("idna")
+    except UnicodeError:
+        raise ValueError("must be a host name or an IPv4/IPv6 address") from None
+    return host
 
 
 def _choice(options: Sequence[str]) -> Callable[[str], str]:
