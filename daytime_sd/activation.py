@@ -26,18 +26,16 @@ class ActivationError(Exception):
 class Sockets:
     """Sockets handed to us, sorted by what they need."""
 
-    __slots__ = ("connections", "datagrams", "listeners", "names", "source")
+    __slots__ = ("connections", "datagrams", "listeners", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source  # "systemd" or "inetd"
         self.listeners: list[_socket.socket] = []
         self.connections: list[_socket.socket] = []
         self.datagrams: list[_socket.socket] = []
-        self.names: dict[int, str] = {}
 
-    def add(self, fd: int, name: str) -> None:
+    def add(self, fd: int) -> None:
         sock = classify(fd)
-        self.names[fd] = name
         if sock.type == _socket.SOCK_DGRAM:
             self.datagrams.append(sock)
         elif sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN):
@@ -123,9 +121,10 @@ def from_systemd(env: MutableMapping[str, str]) -> Sockets | None:
     _unset(env)  # python-systemd unsets os.environ's C copy; keep the mapping in step
     if not fds:
         raise ActivationError("LISTEN_FDS is set but systemd's sockets are not usable")
+    # Names (FileDescriptorName=) are not needed: every socket is served by what it is.
     sockets = Sockets("systemd")
-    for fd, name in sorted(fds.items()):
-        sockets.add(fd, name or "unknown")
+    for fd in sorted(fds):
+        sockets.add(fd)
     return sockets
 
 
@@ -137,7 +136,7 @@ def from_inetd() -> Sockets | None:
     except OSError:
         return None
     sockets = Sockets("inetd")
-    sockets.add(0, "stdin")
+    sockets.add(0)
     return sockets
 
 
