@@ -72,7 +72,8 @@ class DatagramResponder:
             host, port = addr[0], addr[1]
             if port < 1024:
                 self.refused_low_port += 1
-                log.debug(f"ignoring datagram from privileged port {format_endpoint(addr)}")
+                if log.enabled(7):  # a flood must not pay for formatting unseen messages
+                    log.debug(f"ignoring datagram from privileged port {format_endpoint(addr)}")
                 continue
             if not self.limiter.allow(host, now):
                 self.rate_limited += 1
