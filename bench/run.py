@@ -271,6 +271,18 @@ def make_servers(
             note="getaddrinfo/bind/listen, accept, fork, write, exit",
         )
     )
+    servers.append(
+        Server(
+            "py-fork",
+            "bare Python fork per connection (bench/pyfork.py)",
+            "tcp",
+            "reference",
+            lambda p: [PYTHON, "-S", str(REPO / "bench" / "pyfork.py"), HOST, str(p)],
+            env=py_env(),
+            note="python3 -S: accept, fork, child send+shutdown+_exit, parent closes at once "
+            "(no linger); the CPython floor for fork per connection",
+        )
+    )
 
     # openbsd-inetd: internal services are looked up by their /etc/services name, so
     # it runs in a private mount namespace where a private copy of /etc/services maps
@@ -353,7 +365,8 @@ def make_servers(
         )
     )
 
-    dsd = [PYTHON, "-m", "daytime_sd"]
+    # Every daytime-sd row runs the launcher the deb installs as /usr/sbin/daytime-sd
+    # (#!/usr/bin/python3 -S), with PYTHONPATH pointing at this tree.
     launcher = [str(REPO / "tools" / "daytime-sd")]
     bare = [PYTHON, "-c", BARE_PY]
     servers.append(
@@ -362,8 +375,8 @@ def make_servers(
             "daytime-sd Accept=no, in-process",
             "tcp",
             "daytime-sd",
-            lambda p: [SSA, "-l", f"{HOST}:{p}", *_sd_env(), *dsd],
-            note=f"{SSA} -l {HOST}:PORT python3 -m daytime_sd",
+            lambda p: [SSA, "-l", f"{HOST}:{p}", *_sd_env(), *launcher],
+            note=f"{SSA} -l {HOST}:PORT tools/daytime-sd",
             unavailable=dsd_missing or ssa_missing,
         )
     )
@@ -373,9 +386,9 @@ def make_servers(
             "daytime-sd standalone, fork",
             "tcp",
             "daytime-sd",
-            lambda p: [*dsd, "--listen", HOST, "--port", str(p), "--fork"],
+            lambda p: [*launcher, "--listen", HOST, "--port", str(p), "--fork"],
             env=py_env(),
-            note="python3 -m daytime_sd --listen 127.0.0.1 --port PORT --fork",
+            note="tools/daytime-sd --listen 127.0.0.1 --port PORT --fork",
             unavailable=dsd_missing,
         )
     )
@@ -416,7 +429,7 @@ def make_servers(
                 "-l",
                 f"{HOST}:{p}",
                 *_sd_env(),
-                *dsd,
+                *launcher,
                 "--udp-rate",
                 str(UDP_RATE),
             ],
@@ -938,6 +951,15 @@ def markdown(
         "bottleneck, and far less disturbed by other load on a shared machine."
     )
     out.append("")
+    floor = ratio(summary, "py-fork", "c-fork", cell_name(*TARGET_CELL))
+    ours = ratio(summary, "dsd-fork", "py-fork", cell_name(*TARGET_CELL))
+    if floor is not None and ours is not None:
+        out.append(
+            f"Fork per connection, {cell_name(*TARGET_CELL)}: the bare CPython loop "
+            f"(bench/pyfork.py) reaches {floor:.2f}x the C fork server, and daytime-sd --fork "
+            f"{ours:.2f}x that loop. The fork target can be no better than the first figure."
+        )
+        out.append("")
     out.append("Settings of the references:")
     out.append("")
     for s in servers:

@@ -23,7 +23,7 @@ def answer_once(sock: _socket.socket, line: bytes, linger: float) -> bool:
     sent = False
     try:
         sock.settimeout(max(linger, 0.5))  # a client that never reads cannot block us
-        sock.sendall(line)
+        sock.sendall(line, _socket.MSG_MORE)  # the line leaves with the FIN, in one segment
         sent = True
         sock.shutdown(_socket.SHUT_WR)
         deadline = time.monotonic() + linger

@@ -137,9 +137,11 @@ def _host(text: str) -> str:
         raise ValueError("must be a host name or an IPv4/IPv6 address")
     host = text.strip("[]") if text.startswith("[") and text.endswith("]") else text
     try:
-        # What getaddrinfo() does with it: an empty or over-long label, or an argv byte
-        # that is not UTF-8, raised UnicodeError there (a traceback), not gaierror.
-        host.encode("idna")
+        # What listeners.resolve() will do with a non-ASCII name (ASCII is passed as is):
+        # an empty or over-long label, or an argv byte that is not UTF-8, raises
+        # UnicodeError there (a traceback), not gaierror.
+        if not host.isascii():
+            host.encode("idna")
     except UnicodeError:
         raise ValueError("must be a host name or an IPv4/IPv6 address") from None
     return host

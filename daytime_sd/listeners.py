@@ -7,19 +7,34 @@ and ``SO_REUSEADDR`` so a restart does not wait out TIME_WAIT.
 
 from __future__ import annotations
 
+import _socket
 import errno
-import socket
-from collections.abc import Iterable
-from typing import Any
 
 from daytime_sd.netaddr import format_endpoint
+
+TYPE_CHECKING = False  # typing and socket stay unimported at run time: see _host_bytes
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 
 class ListenError(Exception):
     """We cannot listen where asked: exit 1, with a message that says what to do."""
 
 
-Endpoint = tuple[int, int, int, tuple[Any, ...]]  # family, type, proto, sockaddr
+Endpoint = tuple[int, int, int, "tuple[Any, ...]"]  # family, type, proto, sockaddr
+
+
+def _host_bytes(host: str | None) -> bytes | None:
+    """The name as getaddrinfo wants it, encoded here so an ASCII name needs no codec.
+
+    Given a str, CPython's getaddrinfo encodes it with the "idna" codec, which imports
+    stringprep, unicodedata and re: memory every forked child then pays to copy.  Non-ASCII
+    names still go through IDNA (config checked they can).
+    """
+    if host is None:
+        return None
+    return host.encode("ascii") if host.isascii() else host.encode("idna")
 
 
 def resolve(hosts: Iterable[str | None], port: str, socktype: int) -> list[Endpoint]:
@@ -28,19 +43,24 @@ def resolve(hosts: Iterable[str | None], port: str, socktype: int) -> list[Endpo
     seen: set[tuple[int, object]] = set()
     for host in hosts:
         try:
-            infos = socket.getaddrinfo(
-                host, port, socket.AF_UNSPEC, socktype, 0, socket.AI_PASSIVE | socket.AI_ADDRCONFIG
+            infos = _socket.getaddrinfo(
+                _host_bytes(host),
+                port,
+                _socket.AF_UNSPEC,
+                socktype,
+                0,
+                _socket.AI_PASSIVE | _socket.AI_ADDRCONFIG,
             )
-        except socket.gaierror as err:
+        except _socket.gaierror as err:
             where = f"{host}:{port}" if host else f"port {port}"
-            if err.errno == socket.EAI_SERVICE:
+            if err.errno == _socket.EAI_SERVICE:
                 raise ListenError(
                     f"unknown service {port!r}: use a port number or a name from /etc/services"
                 ) from None
             raise ListenError(f"cannot resolve {where}: {err.strerror}") from None
         for family, stype, proto, _name, sockaddr in infos:
             key = (family, sockaddr[:2])
-            if family in (socket.AF_INET, socket.AF_INET6) and key not in seen:
+            if family in (_socket.AF_INET, _socket.AF_INET6) and key not in seen:
                 seen.add(key)
                 results.append((family, stype, proto, sockaddr))
     return results
@@ -64,28 +84,28 @@ def _explain(err: OSError, where: str, proto: str) -> str:
 
 def open_listeners(
     hosts: Iterable[str | None], port: str, backlog: int | None, udp: bool = False
-) -> tuple[list[socket.socket], list[socket.socket]]:
+) -> tuple[list[_socket.socket], list[_socket.socket]]:
     """Bound TCP listeners (and UDP sockets when ``udp``) for every address, or ListenError."""
     hosts = list(hosts) or [None]
-    backlog = socket.SOMAXCONN if backlog is None else backlog
-    streams: list[socket.socket] = []
-    datagrams: list[socket.socket] = []
-    kinds = [(socket.SOCK_STREAM, streams)] + ([(socket.SOCK_DGRAM, datagrams)] if udp else [])
+    backlog = _socket.SOMAXCONN if backlog is None else backlog
+    streams: list[_socket.socket] = []
+    datagrams: list[_socket.socket] = []
+    kinds = [(_socket.SOCK_STREAM, streams)] + ([(_socket.SOCK_DGRAM, datagrams)] if udp else [])
     try:
         for socktype, into in kinds:
             for family, stype, proto, sockaddr in resolve(hosts, port, socktype):
-                sock = socket.socket(family, stype, proto)
+                sock = _socket.socket(family, stype, proto)
                 into.append(sock)
                 where = format_endpoint(sockaddr)
                 try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    if family == socket.AF_INET6:
-                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+                    if family == _socket.AF_INET6:
+                        sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
                     sock.bind(sockaddr)
-                    if socktype == socket.SOCK_STREAM:
+                    if socktype == _socket.SOCK_STREAM:
                         sock.listen(backlog)
                 except OSError as err:
-                    proto_name = "listen" if socktype == socket.SOCK_STREAM else "bind UDP"
+                    proto_name = "listen" if socktype == _socket.SOCK_STREAM else "bind UDP"
                     raise ListenError(_explain(err, where, proto_name)) from None
     except BaseException:
         for sock in streams + datagrams:

@@ -7,14 +7,16 @@ at most one update a second: the service manager parses every datagram.
 from __future__ import annotations
 
 import os
-import socket
 import time
-from collections.abc import Mapping
-from typing import Protocol
 
+TYPE_CHECKING = False  # typing and socket cost memory that every forked child copies
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Mapping
+    from typing import Protocol
 
-class _Sender(Protocol):
-    def notify(self, state: str) -> None: ...
+    class _Sender(Protocol):
+        def notify(self, state: str) -> None: ...
 
 
 class Notifier:

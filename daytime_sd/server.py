@@ -20,11 +20,8 @@ import errno
 import os
 import resource
 import select
-import signal
 import sys
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
 
 from daytime_sd import log
 from daytime_sd.config import Config
@@ -32,6 +29,18 @@ from daytime_sd.netaddr import format_endpoint, split
 from daytime_sd.notify import Notifier
 from daytime_sd.protocol import LineCache
 from daytime_sd.udp import DatagramResponder
+
+# _signal and _collections at run time, not signal and collections: those add enum,
+# functools and friends (0.9 MB here), which every forked child copies and the fork rate
+# pays for.  The public modules are the same objects for the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal
+    from collections import deque
+    from collections.abc import Callable, Sequence
+else:
+    import _signal
+    from _collections import deque
 
 IN = select.EPOLLIN
 ACCEPT_BATCH = 64  # accepts per listener per wake-up: a burst on one port cannot starve others
@@ -55,6 +64,7 @@ _TRANSIENT = frozenset(
     }
 )
 _RESOURCE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_STOP_SIGNALS: dict[int, str] = {_signal.SIGTERM: "SIGTERM", _signal.SIGINT: "SIGINT"}
 _TCP_INFO = getattr(_socket, "TCP_INFO", 11)
 
 
@@ -135,9 +145,9 @@ class Server:
     # -- the loop ---------------------------------------------------------------------------
 
     def install_signals(self) -> None:
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self._on_signal)
+        _signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        for signum in (*_STOP_SIGNALS, _signal.SIGHUP):
+            _signal.signal(signum, self._on_signal)
         # No SIGCHLD handler: a signal per child costs more than the child.  Children live
         # for microseconds; the loop reaps them every round while there are any, and polls
         # with a short timeout meanwhile, so none stays a zombie for long.
@@ -412,7 +422,7 @@ class Server:
         """
         status = 1
         try:
-            signal.set_wakeup_fd(-1)  # the pipe is the parent's; do not write to it
+            _signal.set_wakeup_fd(-1)  # the pipe is the parent's; do not write to it
             fd = conn.fileno()
             os.closerange(3, fd)  # listeners, epoll, pipe, other clients, the journal...
             os.closerange(fd + 1, self.high_fd + 1)
@@ -464,10 +474,10 @@ class Server:
     def _handle_signals(self) -> None:
         signals, self.signals = self.signals, []
         for signum in signals:
-            if signum == signal.SIGHUP:
+            if signum == _signal.SIGHUP:
                 log.info("SIGHUP: nothing to reload; still serving")
             elif not self.stop_reason:
-                self.stop_reason = signal.Signals(signum).name
+                self.stop_reason = _STOP_SIGNALS[signum]
 
     def _shutdown(self) -> int:
         self.notifier.stopping(f"Stopping ({self.stop_reason}); {self.served} connections answered")

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import _socket
 import time
-from collections.abc import Sequence
 
 from daytime_sd import log
 from daytime_sd.netaddr import format_endpoint
 from daytime_sd.protocol import LineCache
+
+TYPE_CHECKING = False  # collections.abc costs memory every forked child copies
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 BATCH = 256  # datagrams per socket per wake-up
 MAX_TRACKED = 65536  # source addresses remembered for the rate limit before a sweep
