@@ -957,7 +957,9 @@ def markdown(
         out.append(
             f"Fork per connection, {cell_name(*TARGET_CELL)}: the bare CPython loop "
             f"(bench/pyfork.py) reaches {floor:.2f}x the C fork server, and daytime-sd --fork "
-            f"{ours:.2f}x that loop. The fork target can be no better than the first figure."
+            f"{ours:.2f}x that loop. What the fork target asks is bounded by the first figure: "
+            "the cost of fork in CPython (its memory to copy, the pages a child writes), not "
+            "what the server does around it."
         )
         out.append("")
     out.append("Settings of the references:")
