@@ -280,8 +280,9 @@ class Server:
         family = self.families[fd]
         line = self.cache.line(time.time())
         self.last_activity = self.now = time.monotonic()
-        queued = self._queued(fd)
-        for _ in range(queued):
+        # At least one: should the count ever read 0 on a readable listener, a level-
+        # triggered epoll would otherwise wake us for nothing, forever.
+        for _ in range(self._queued(fd) or 1):
             try:
                 conn_fd, addr = listener._accept()  # type: ignore[attr-defined]  # no object per conn
             except BlockingIOError:
@@ -310,7 +311,7 @@ class Server:
                     return False
                 continue
             self._answer(conn, line)
-        return queued > 0
+        return True
 
     def _answer(self, conn: _socket.socket, line: bytes) -> None:
         """Send and half-close in one segment (MSG_MORE holds the line for the FIN)."""
