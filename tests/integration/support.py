@@ -16,10 +16,19 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 CTIME = re.compile(rb"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \d{4}\r\n$")
 ACTIVATE = "/usr/bin/systemd-socket-activate"
+# Any valid Daytime answer: one line of printable ASCII, CRLF-terminated.
+LINE = re.compile(rb"^[\x20-\x7e]+\r\n$")
+
+
+def needs_root(reason: str) -> pytest.MarkDecorator:
+    """Skip without root, saying why; fail instead under ``CI`` (see conftest.py)."""
+    return pytest.mark.needs_root(reason)
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -182,6 +191,7 @@ def service(
     env: dict[str, str] | None = None,
     wait_ready: bool = True,
     wrap: Sequence[str] = (),
+    inner: Sequence[str] = (),
 ) -> Iterator[Service]:
     """Run ``python -m daytime_sd ARGS``, under ``systemd-socket-activate ACTIVATE`` if given.
 
@@ -190,7 +200,7 @@ def service(
     """
     notify = Notifications()
     env = base_env(NOTIFY_SOCKET=notify.path, **(env or {}))
-    argv = [PYTHON, "-m", "daytime_sd", *args]
+    argv = [*inner, PYTHON, "-m", "daytime_sd", *args]  # inner: e.g. sh redirecting fds
     if activate is not None:
         passed = [f"-E{k}={env[k]}" for k in ("PYTHONPATH", "NOTIFY_SOCKET", "TZ") if k in env]
         passed += [f"-E{k}={v}" for k, v in env.items() if k.startswith("WATCHDOG")]
