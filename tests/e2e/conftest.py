@@ -1,5 +1,10 @@
 """Fixtures for the real-systemd rig (see rig.py).
 
+Every e2e test runs once per release in DAYTIME_E2E_RELEASES (default: bookworm and trixie;
+`make test-unstable` runs sid): the `release` fixture is session-scoped and parametrized, so
+pytest runs all tests of one release, then all of the next.  Every rootfs that is missing is
+built, all at once, before the first container boots.
+
 Skips, with the reason printed in the summary, only when the rig truly cannot run: not root.
 With the ``CI`` environment variable set, that is a failure instead: CI must run these tests.
 Every other problem (no mirror, debootstrap or boot failure, ...) is an error, never a skip.
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -16,7 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from .rig import REPO_ROOT, Container, ensure_rootfs, mounts_under
+from .rig import (
+    REPO_ROOT,
+    Container,
+    ensure_rootfses,
+    mounts_under,
+    selected_releases,
+)
 
 
 def _require_rig() -> None:
@@ -29,9 +41,38 @@ def _require_rig() -> None:
 
 
 @pytest.fixture(scope="session")
-def rootfs() -> Path:
+def rootfses() -> dict[str, Path]:
     _require_rig()
-    return ensure_rootfs()
+    return ensure_rootfses(selected_releases())
+
+
+@pytest.fixture(scope="session", params=selected_releases())
+def release(request: pytest.FixtureRequest) -> str:
+    name = request.param
+    assert isinstance(name, str)
+    return name
+
+
+@pytest.fixture(scope="session")
+def rootfs(rootfses: dict[str, Path], release: str) -> Path:
+    return rootfses[release]
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The .deb `make deb` builds on this host, once per run: the package every release's
+    container installs (what an admin downloads is one .deb for all releases)."""
+    out = tmp_path_factory.mktemp("dist")
+    proc = subprocess.run(
+        [str(REPO_ROOT / "tools" / "build-deb"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, f"tools/build-deb failed:\n{proc.stderr[-6000:]}"
+    assert Path(proc.stdout.strip().splitlines()[-1]).parent == out
+    return out
 
 
 def _terminate(signum: int, _frame: object) -> None:

@@ -74,12 +74,17 @@ import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_ROOT = Path(os.environ.get("DAYTIME_E2E_CACHE", "/var/cache/daytime-sd-tests"))
-SUITE = "bookworm"
+# Every release the project supports, oldest first: oldstable, stable, unstable.
+RELEASES = ("bookworm", "trixie", "sid")
+# What `make test` proves; `make test-unstable` sets DAYTIME_E2E_RELEASES=sid.
+DEFAULT_RELEASES = ("bookworm", "trixie")
+# debootstrap --include: what a booted system running the package needs.
 ROOTFS_PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -88,9 +93,29 @@ ROOTFS_PACKAGES = (
     "python3-systemd",
     "python3-sdnotify",
 )
+# Installed with apt inside the new rootfs (debootstrap's own resolver cannot pick providers of
+# virtual packages such as perl-openssl-abi-3): the release's own build tools and lintian for
+# the in-release build, and what the .deb scenario and its autopkgtest use.
+TOOL_PACKAGES = (
+    "autopkgtest",
+    "build-essential",
+    "debhelper",
+    "dh-python",
+    "groff-base",
+    "lintian",
+    "man-db",
+    "mandoc",
+    "pybuild-plugin-pyproject",
+    "python3-all",
+    "python3-hypothesis",
+    "python3-pytest",
+    "python3-setuptools",
+)
 # Bump when the way the rootfs is prepared changes: a different stamp forces a rebuild.
-ROOTFS_REVISION = "1"
+ROOTFS_REVISION = "2"
 NAME_PREFIX = "daytime-e2e-"
+# The first systemd that boots only on the unified cgroup hierarchy (cgroup v1 support removed).
+UNIFIED_ONLY_FROM = 258
 LOADCLIENT = Path(__file__).with_name("loadclient.py")
 HOST_PYTHON = "/usr/bin/python3"
 # One answer of the service's default --format (ctime preset), CRLF-terminated.
@@ -179,18 +204,37 @@ def apt_sources(etc_apt: Path = Path("/etc/apt")) -> list[tuple[str, list[str]]]
     return found
 
 
-def find_mirror() -> str:
-    """The Debian mirror for SUITE from the host's apt configuration (or DAYTIME_E2E_MIRROR)."""
+def find_mirror(suite: str) -> str:
+    """The Debian mirror for `suite`, from the host's apt configuration (or DAYTIME_E2E_MIRROR).
+
+    A source naming `suite` wins; otherwise the host's main archive (a source with a plain
+    release suite such as ``bookworm``, not ``-security`` or ``-updates``): a Debian mirror
+    serves every release, and this one is the archive the machine is set up to reach.
+    """
     override = os.environ.get("DAYTIME_E2E_MIRROR")
     if override:
         return override
-    for uri, suites in apt_sources():
-        if SUITE in suites:
+    sources = apt_sources()
+    for uri, suites in sources:
+        if suite in suites:
+            return uri
+    for uri, suites in sources:
+        if any(s in (*RELEASES, "stable", "oldstable", "unstable") for s in suites):
             return uri
     raise RigUnavailable(
-        f"no apt source for suite {SUITE!r} in /etc/apt/sources.list{{,.d/*.list,.d/*.sources}};"
-        " set DAYTIME_E2E_MIRROR"
+        f"no Debian archive among the apt sources in /etc/apt/sources.list{{,.d/*.list,"
+        f".d/*.sources}} to debootstrap {suite!r} from; set DAYTIME_E2E_MIRROR"
     )
+
+
+def selected_releases() -> tuple[str, ...]:
+    """The releases to prove: DAYTIME_E2E_RELEASES (comma-separated) or DEFAULT_RELEASES."""
+    raw = os.environ.get("DAYTIME_E2E_RELEASES", "")
+    names = tuple(r.strip() for r in raw.split(",") if r.strip()) or DEFAULT_RELEASES
+    unknown = [r for r in names if r not in RELEASES]
+    if unknown:
+        raise ValueError(f"DAYTIME_E2E_RELEASES: unknown release(s) {unknown}; know {RELEASES}")
+    return names
 
 
 # --------------------------------------------------------------------------- rootfs cache
@@ -224,34 +268,70 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _stamp() -> str:
-    return f"suite={SUITE} revision={ROOTFS_REVISION} packages={','.join(ROOTFS_PACKAGES)}\n"
+def _stamp(release: str) -> str:
+    return (
+        f"suite={release} revision={ROOTFS_REVISION} packages={','.join(ROOTFS_PACKAGES)}"
+        f" tools={','.join(TOOL_PACKAGES)}\n"
+    )
 
 
-def ensure_rootfs(cache_root: Path = CACHE_ROOT) -> Path:
-    """Return a ready rootfs directory, building it (atomically, under a lock) if needed."""
+def _in_chroot(root: Path, script: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a shell script chrooted into a rootfs being built, /proc mounted for it."""
+    (root / "proc").mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
+    try:
+        return subprocess.run(
+            [
+                "chroot",
+                str(root),
+                "env",
+                "-i",
+                f"PATH={CT_PATH}",
+                "LANG=C.UTF-8",
+                "DEBIAN_FRONTEND=noninteractive",
+                "sh",
+                "-ec",
+                script,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        subprocess.run(["umount", "-l", str(root / "proc")], check=False)
+
+
+def ensure_rootfs(release: str = "bookworm", cache_root: Path = CACHE_ROOT) -> Path:
+    """Return a ready rootfs directory of `release`, building it (atomically, under a lock of
+    its own, so that several releases can be built at once) if needed."""
     check_host()
-    final = cache_root / SUITE
+    if release not in RELEASES:
+        raise ValueError(f"unknown release {release!r}")
+    final = cache_root / release
     stamp_name = ".daytime-e2e-stamp"
     cache_root.mkdir(parents=True, exist_ok=True)
-    with open(cache_root / ".lock", "w") as lock:
+    with open(cache_root / f".lock-{release}", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if (final / stamp_name).is_file() and (final / stamp_name).read_text() == _stamp():
+            if (final / stamp_name).is_file() and (final / stamp_name).read_text() == _stamp(
+                release
+            ):
                 return final
         except OSError:
             pass
         # Leftovers of builds that were interrupted (their pid is in the name).
-        for old in cache_root.glob(f"{SUITE}.*-*"):
+        for old in cache_root.glob(f"{release}.*-*"):
             pid = old.name.rsplit("-", 1)[-1]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 _log(f"removing leftover {old}")
                 _remove_tree(old)
-        mirror = find_mirror()
-        tmp = cache_root / f"{SUITE}.tmp-{os.getpid()}"
+        mirror = find_mirror(release)
+        tmp = cache_root / f"{release}.tmp-{os.getpid()}"
         if tmp.exists():
             _remove_tree(tmp)
-        _log(f"building {final} with debootstrap from the host's apt mirror (about a minute)")
+        _log(f"building {final} with debootstrap and apt from the host's Debian mirror")
         t0 = time.monotonic()
         try:
             proc = subprocess.run(
@@ -259,7 +339,7 @@ def ensure_rootfs(cache_root: Path = CACHE_ROOT) -> Path:
                     "debootstrap",
                     "--variant=minbase",
                     f"--include={','.join(ROOTFS_PACKAGES)}",
-                    SUITE,
+                    release,
                     str(tmp),
                     mirror,
                 ],
@@ -272,15 +352,27 @@ def ensure_rootfs(cache_root: Path = CACHE_ROOT) -> Path:
                 pass_fds=(lock.fileno(),),
             )
             if proc.returncode != 0:
-                raise CommandError(["debootstrap", "...", mirror], proc)
-            # A booted copy must get its own identity, and no downloaded .debs are needed.
+                raise CommandError(["debootstrap", "...", release, mirror], proc)
+            tools = " ".join(TOOL_PACKAGES)
+            proc = _in_chroot(
+                tmp,
+                # A mirror may be a snapshot older than unstable's one-week Valid-Until; the
+                # signatures are still checked.
+                "apt-get -o Acquire::Check-Valid-Until=false update -q\n"
+                f"apt-get install -y -q --no-install-recommends {tools}\n"
+                # Nothing downloaded is needed any more; the lists would only go stale.
+                "apt-get clean\n"
+                "rm -rf /var/lib/apt/lists/*\n",
+                timeout=1200,
+            )
+            if proc.returncode != 0:
+                raise CommandError(["apt-get", "install", "...", tools], proc)
+            # A booted copy must get its own identity.
             (tmp / "etc/hostname").unlink(missing_ok=True)
             (tmp / "etc/machine-id").write_text("")
-            for deb in (tmp / "var/cache/apt/archives").glob("*.deb"):
-                deb.unlink()
-            (tmp / stamp_name).write_text(_stamp())
+            (tmp / stamp_name).write_text(_stamp(release))
             if final.exists():
-                old = cache_root / f"{SUITE}.old-{os.getpid()}"
+                old = cache_root / f"{release}.old-{os.getpid()}"
                 os.rename(final, old)
                 os.rename(tmp, final)
                 _remove_tree(old)
@@ -290,8 +382,26 @@ def ensure_rootfs(cache_root: Path = CACHE_ROOT) -> Path:
             if tmp.exists():
                 _remove_tree(tmp)
             raise
-        _log(f"rootfs ready in {time.monotonic() - t0:.0f} s")
+        _log(f"{release} rootfs ready in {time.monotonic() - t0:.0f} s")
         return final
+
+
+def ensure_rootfses(releases: Sequence[str], cache_root: Path = CACHE_ROOT) -> dict[str, Path]:
+    """Build every missing rootfs of `releases` at the same time (downloads and dpkg runs
+    overlap), before any container boots, so that no build competes with a timed test."""
+    with ThreadPoolExecutor(max_workers=max(1, len(releases))) as pool:
+        futures = {r: pool.submit(ensure_rootfs, r, cache_root) for r in releases}
+        return {r: f.result() for r, f in futures.items()}
+
+
+def systemd_version(rootfs: Path) -> int:
+    """The major version of the systemd in a rootfs, from its shared library's file name."""
+    for pattern in ("usr/lib/systemd", "usr/lib/*/systemd", "lib/systemd", "lib/*/systemd"):
+        for lib in rootfs.glob(f"{pattern}/libsystemd-shared-*.so"):
+            m = re.match(r"libsystemd-shared-(\d+)", lib.name)
+            if m:
+                return int(m.group(1))
+    raise RigUnavailable(f"no libsystemd-shared-N.so in {rootfs}: is systemd installed?")
 
 
 # --------------------------------------------------------------------------- cgroups
@@ -369,17 +479,20 @@ class Container:
         *,
         private_network: bool = True,
         binds_ro: Mapping[Path, str] | None = None,
+        binds: Mapping[Path, str] | None = None,
         name: str | None = None,
     ) -> None:
         self.rootfs = rootfs
         self.private_network = private_network
         self.binds_ro = dict(binds_ro or {})
+        self.binds = dict(binds or {})
         self.name = name or f"{NAME_PREFIX}{os.getpid()}-{next(_counter)}"
         self.cgroups = [root / self.name for root in _cgroup_roots()]
         self.log_path = Path(f"/run/{self.name}.console.log")
         self._proc: subprocess.Popen[bytes] | None = None
         self._leader: int | None = None
         self._cursor: str | None = None
+        self.systemd_version = systemd_version(rootfs)
 
     # -- lifecycle
 
@@ -422,12 +535,20 @@ class Container:
             cmd.append("--private-network")
         for host_dir, ct_dir in self.binds_ro.items():
             cmd.append(f"--bind-ro={Path(host_dir).resolve()}:{ct_dir}")
+        for host_dir, ct_dir in self.binds.items():
+            cmd.append(f"--bind={Path(host_dir).resolve()}:{ct_dir}")
         # Move the shell into the new cgroups, then exec nspawn there (--keep-unit).
         enter = "".join(f'echo $$ > "{cg}/cgroup.procs" && ' for cg in self.cgroups)
+        env = dict(os.environ)
+        if self.systemd_version >= UNIFIED_ONLY_FROM:
+            # systemd >= 258 no longer boots on a hybrid (v1 + v2) cgroup hierarchy, which the
+            # test hosts have; nspawn gives the container a pure cgroup2 tree when asked.
+            env["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"
         try:
             with open(self.log_path, "wb") as log:
                 self._proc = subprocess.Popen(
                     ["/bin/sh", "-c", enter + 'exec "$@"', "sh", *cmd],
+                    env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -654,7 +775,8 @@ class Container:
                 # Accept=yes instance would compile the package again (DynamicUser cannot
                 # write __pycache__).
                 "python3 -m compileall -q /usr/lib/python3/dist-packages/daytime_sd\n"
-                'for u in /srv/tree/systemd/*; do install -m 0644 "$u" /lib/systemd/system/; done\n'
+                # /usr/lib/systemd/system: where systemd >= 255 looks (and 252 on merged /usr).
+                "install -m 0644 -t /usr/lib/systemd/system /srv/tree/systemd/*\n"
                 "systemctl daemon-reload\n",
             ]
         )

@@ -117,21 +117,6 @@ def query(ct: Container, host: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run(
-        [str(REPO_ROOT / "tools" / "build-deb"), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, f"tools/build-deb failed:\n{proc.stderr[-6000:]}"
-    assert Path(proc.stdout.strip().splitlines()[-1]).parent == out
-    return out
-
-
-@pytest.fixture(scope="module")
 def scenario(
     rootfs: Path, dist: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Scenario]:

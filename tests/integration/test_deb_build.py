@@ -27,6 +27,19 @@ VERSION = daytime_sd.__version__
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def release_unit_dir(os_release: str) -> str:
+    """Where the building release's debhelper puts system units (see debian/README.source):
+    /lib/systemd/system on bookworm (debhelper 13.11.4), /usr/lib/systemd/system after it."""
+    fields = dict(
+        line.split("=", 1) for line in os_release.splitlines() if "=" in line and line[0] != "#"
+    )
+    codename = fields.get("VERSION_CODENAME", "").strip('"')
+    return "/lib/systemd/system" if codename == "bookworm" else "/usr/lib/systemd/system"
+
+
+UNIT_DIR = release_unit_dir(Path("/etc/os-release").read_text())
+
+
 @dataclass(frozen=True)
 class Build:
     tree: Path  # the fresh copy that was built
@@ -184,8 +197,7 @@ def test_contents_exactly(build: Build) -> None:
         "/usr/share/man/man8/daytime-sd.8.gz",
         "/usr/share/doc/daytime-sd/changelog.gz",
         "/usr/share/doc/daytime-sd/copyright",
-        "/usr/share/lintian/overrides/daytime-sd",
-        *(f"/lib/systemd/system/{unit}" for unit in source_units(build.tree)),
+        *(f"{UNIT_DIR}/{unit}" for unit in source_units(build.tree)),
         *(f"{site}/daytime_sd/{module}" for module in modules),
         *(
             f"{site}/daytime_sd-{VERSION}.dist-info/{name}"
@@ -218,7 +230,7 @@ def test_script_uses_system_python(build: Build) -> None:
 
 def test_units_and_manpage_are_the_sources(build: Build) -> None:
     for unit in source_units(build.tree):
-        shipped = deb_file(build.deb, f"/lib/systemd/system/{unit}")
+        shipped = deb_file(build.deb, f"{UNIT_DIR}/{unit}")
         assert shipped == (build.tree / "systemd" / unit).read_bytes(), unit
     man = gzip.decompress(deb_file(build.deb, "/usr/share/man/man8/daytime-sd.8.gz"))
     assert man == (build.tree / "man" / "daytime-sd.8").read_bytes()

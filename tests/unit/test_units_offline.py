@@ -21,6 +21,7 @@ UNIT_DIR = REPO / "systemd"
 SOCKETS = ("daytime.socket", "daytime-udp.socket")
 SERVICES = ("daytime.service", "daytime@.service", "daytime-udp.service")
 MAX_EXPOSURE = 1.0
+UNIT_PATH = "usr/lib/systemd/system"
 
 # Settings every service unit must carry (issue 3), with the value systemd must end up with.
 HARDENING = {
@@ -80,9 +81,17 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze missing: install the systemd package (make deps)"
     root = tmp_path_factory.mktemp("root")
-    shutil.copytree("/lib/systemd/system", root / "lib/systemd/system", symlinks=True)
+    # /usr/lib/systemd/system: the one system unit directory of every systemd we support
+    # (systemd >= 255 no longer looks in /lib/systemd/system).  The stock units are taken from
+    # both places, for a build chroot without merged /usr (bookworm allows one).
+    seen: set[tuple[int, int]] = set()
+    for stock in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")):
+        st = stock.stat() if stock.is_dir() else None
+        if st and (st.st_dev, st.st_ino) not in seen:  # /lib is /usr/lib on merged /usr
+            seen.add((st.st_dev, st.st_ino))
+            shutil.copytree(stock, root / UNIT_PATH, symlinks=True, dirs_exist_ok=True)
     for unit in UNIT_DIR.iterdir():
-        shutil.copy(unit, root / "lib/systemd/system" / unit.name)
+        shutil.copy(unit, root / UNIT_PATH / unit.name)
     sbin = root / "usr/sbin"
     sbin.mkdir(parents=True)
     (sbin / "daytime-sd").write_text("#!/usr/bin/python3\n")
@@ -128,7 +137,7 @@ def test_verify_is_clean_in_accept_yes_mode(root: Path) -> None:
 
 def test_verify_catches_a_broken_unit(root: Path) -> None:
     """The check above can fail: a unit pointing at a missing binary is reported."""
-    bad = root / "lib/systemd/system/daytime-broken.service"
+    bad = root / UNIT_PATH / "daytime-broken.service"
     bad.write_text("[Service]\nExecStart=/usr/sbin/daytime-sd-missing\n")
     try:
         proc = analyze(root, "verify", "daytime-broken.service")

@@ -1,4 +1,4 @@
-"""One version: debian/changelog, pyproject (via daytime_sd.__version__), --version, man page."""
+"""One version: debian/changelog, pyproject, daytime_sd.__version__, --version, man page."""
 
 from __future__ import annotations
 
@@ -20,12 +20,10 @@ def changelog_version() -> str:
     return match.group(1)
 
 
-def test_pyproject_takes_version_from_package() -> None:
+def test_pyproject_version_is_the_package_version() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    assert pyproject["project"]["dynamic"] == ["version"]
-    assert "version" not in pyproject["project"]
-    attr = pyproject["tool"]["setuptools"]["dynamic"]["version"]["attr"]
-    assert attr == "daytime_sd.__version__"
+    assert pyproject["project"]["version"] == daytime_sd.__version__
+    assert "dynamic" not in pyproject["project"]
 
 
 def test_changelog_matches_package_version() -> None:
