@@ -130,11 +130,17 @@ class Notifications:
 class Service:
     """daytime-sd (or systemd-socket-activate running it) as a child process."""
 
-    def __init__(self, argv: Sequence[str], env: dict[str, str], notify: Notifications) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str],
+        notify: Notifications,
+        pass_fds: Sequence[int] = (),
+    ) -> None:
         self.notify = notify
         self.proc = subprocess.Popen(
             argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, cwd=REPO,
+            stderr=subprocess.PIPE, cwd=REPO, pass_fds=pass_fds,
         )  # fmt: skip
         self._err: list[bytes] = []
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
@@ -192,6 +198,7 @@ def service(
     wait_ready: bool = True,
     wrap: Sequence[str] = (),
     inner: Sequence[str] = (),
+    pass_fds: Sequence[int] = (),
 ) -> Iterator[Service]:
     """Run ``python -m daytime_sd ARGS``, under ``systemd-socket-activate ACTIVATE`` if given.
 
@@ -206,7 +213,7 @@ def service(
         passed += [f"-E{k}={v}" for k, v in env.items() if k.startswith("WATCHDOG")]
         argv = [ACTIVATE, *activate, *passed, *argv]
     argv = [*wrap, *argv]  # e.g. unshare: it execs, so the pid stays the service's
-    svc = Service(argv, env, notify)
+    svc = Service(argv, env, notify, pass_fds)
     try:
         if wait_ready and activate is None:
             svc.ready()

@@ -28,9 +28,9 @@ from .support import (
     read_to_eof,
     service,
 )  # fmt: skip
+from .support import needs_root as root_only
 
-ROOT = os.geteuid() == 0
-needs_root = pytest.mark.skipif(not ROOT, reason="needs root (rlimits, setpriv, capabilities)")
+needs_root = root_only("rlimits, setpriv and capabilities need root")
 # A uid no other process uses, so that RLIMIT_NPROC counts the service's processes only.
 SPARE_UID = 61313
 NOGROUP = 65534
@@ -221,7 +221,8 @@ def test_more_clients_than_descriptors_all_answered_logged_once(mode: str) -> No
         assert CTIME.match(query("127.0.0.1", port))
         assert svc.proc.poll() is None
         assert "Traceback" not in svc.stderr
-        assert svc.stderr.count("Too many open files") <= 1, svc.stderr
+        # Descriptors did run out (200 clients, 20 descriptors), and that was said once.
+        assert svc.stderr.count("Too many open files") == 1, svc.stderr
 
 
 # -- fork failure --------------------------------------------------------------------------

@@ -50,10 +50,20 @@ def test_inetd_mode_connection_on_stdin() -> None:
         assert "died with code 0" in svc.stderr
 
 
+# As inetd hands a client over: fds 0, 1 and 2 (systemd-socket-activate --inetd sets 0 and 1).
+INETD_012 = ["sh", "-c", 'exec "$@" 2>&1', "sh"]
+
+
 def test_inetd_mode_usage_error_never_reaches_the_client() -> None:
     port = free_port()
-    with service(["--bogus"], activate=["--accept", "--inetd", "-l", f"127.0.0.1:{port}"]):
+    activate = ["--accept", "--inetd", "-l", f"127.0.0.1:{port}"]
+    with service(["--bogus"], activate=activate, inner=INETD_012) as svc:
         assert query("127.0.0.1", port) == b""
+        deadline = time.monotonic() + 10
+        while "died with code 2" not in svc.stderr:  # it did run, and failed on --bogus
+            assert time.monotonic() < deadline, svc.stderr
+            time.sleep(0.05)
+        assert "unknown option" not in svc.stderr  # stderr was the client: now /dev/null
 
 
 def test_datagram_socket() -> None:

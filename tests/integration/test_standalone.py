@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import CTIME, PYTHON, REPO, base_env, children, free_port, query, service
+from .support import CTIME, PYTHON, REPO, base_env, children, free_port, needs_root, query, service
 
 
 def run_cli(
@@ -72,7 +72,7 @@ def test_wildcard_serves_ipv4_and_ipv6_at_once() -> None:
 DEBIAN_HOSTS = "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a private mount namespace")
+@needs_root("needs root for a private mount namespace")
 def test_localhost_gives_one_socket_per_family(tmp_path: Path) -> None:
     # Debian's stock /etc/hosts names localhost for both families; some VM images drop the
     # ::1 line, so the service runs in a mount namespace of its own with the stock file.
@@ -149,7 +149,7 @@ def test_bad_flag_exits_2() -> None:
     assert_one_line_error(run_cli("--port", "x y"), 2, "--port")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged user")
+@needs_root("needs root to switch to an unprivileged user")
 def test_privileged_port_without_rights() -> None:
     proc = run_cli("--listen", "127.0.0.1", "--port", "13", user="nobody")
     assert_one_line_error(proc, 1, "permission denied", "root", "daytime.socket", "--port")
@@ -168,7 +168,7 @@ def test_fork_mode_answers_in_children_and_reaps_them() -> None:
         assert children(svc.pid) == []
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
+@needs_root("needs root to drop privileges")
 def test_user_drops_to_the_user_and_its_groups_only() -> None:
     port = free_port()
     nobody = pwd.getpwnam("nobody")
@@ -185,7 +185,7 @@ def test_user_drops_to_the_user_and_its_groups_only() -> None:
         assert status["CapEff"].strip() == "0000000000000000"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to try a privilege drop")
+@needs_root("needs root to try a privilege drop")
 def test_user_that_does_not_exist_refuses_to_serve() -> None:
     proc = run_cli(
         "--listen", "127.0.0.1", "--port", str(free_port()), "--user", "no-such-user-xyz"

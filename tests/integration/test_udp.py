@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from .support import CTIME, PYTHON, Service, free_port, service
+from .support import CTIME, PYTHON, Service, free_port, needs_root, service
 
 MODES = ["standalone", "activated"]
 
@@ -63,7 +63,7 @@ def serving_udp(mode: str, *extra: str) -> Iterator[tuple[Service, int]]:
             yield svc, port
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="binding a source port below 1024 needs root")
+@needs_root("binding a source port below 1024 needs root")
 @pytest.mark.parametrize("mode", MODES)
 def test_no_reply_to_a_source_port_below_1024(mode: str) -> None:
     with serving_udp(mode, "--udp-rate", "100") as (svc, port):
