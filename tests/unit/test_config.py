@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from daytime_sd import __version__
-from daytime_sd.config import OPTIONS, Exit, UsageError, help_text, parse
+from daytime_sd import __version__, config
+from daytime_sd.config import Exit, Option, UsageError, help_text, parse
 from daytime_sd.protocol import PRESETS
 
 
@@ -18,6 +18,11 @@ def test_defaults() -> None:
     assert cfg.fork is None
     assert (cfg.udp, cfg.utc, cfg.log_connections) == (False, False, False)
     assert cfg.idle_timeout == 0
+    assert cfg.linger == 2.0
+    assert cfg.max_children == 64
+    assert cfg.udp_rate == 5
+    assert cfg.log_level == "info"
+    assert cfg.user is None
     assert cfg.given == frozenset()
 
 
@@ -46,15 +51,73 @@ def test_last_fork_switch_wins_and_prefixes_work() -> None:
     assert parse(["--port=daytime"]).port == "daytime"
 
 
+HELP_OPTIONS = [
+    ("--listen HOST", "address or host name to listen on when standalone; repeatable "
+     "(default: every address, 0.0.0.0 and ::)"),
+    ("--port PORT", "port number or service name when standalone (default: daytime, 13)"),
+    ("--backlog N", "listen(2) backlog when standalone (default: SOMAXCONN)"),
+    ("--udp", "standalone: also answer UDP datagrams on the same addresses"),
+    ("--format FMT", "answer format: ctime (default), rfc867, rfc2822, iso8601, or a "
+     "strftime(3) string"),
+    ("--utc", "render UTC instead of local time (local time honours TZ)"),
+    ("--fork", "fork a child per TCP connection (default when standalone)"),
+    ("--no-fork", "answer in the server process (default when socket-activated)"),
+    ("--max-children N", "fork mode: at most N children at once; further connections wait "
+     "in the backlog (default: 64)"),
+    ("--idle-timeout SECONDS", "socket-activated: exit after SECONDS without a connection; "
+     "systemd starts it again on the next one (default: 0, never)"),
+    ("--linger SECONDS", "after answering, read and discard client input for at most "
+     "SECONDS before closing (default: 2)"),
+    ("--udp-rate N", "UDP: answer at most N datagrams per source address per second "
+     "(default: 5)"),
+    ("--user USER", "standalone as root: after binding, drop to USER and its groups"),
+    ("--log-connections", "log one line per connection with the remote address"),
+    ("--log-level LEVEL", "debug, info (default), warning or error"),
+    ("--version", "print the version and exit"),
+    ("--help", "print this help and exit"),
+]  # fmt: skip
+
+
 def test_help_and_version() -> None:
     with pytest.raises(Exit) as info:
         parse(["--version"])
     assert info.value.text == f"daytime-sd {__version__}\n"
     with pytest.raises(Exit) as info:
         parse(["--port", "1", "--help"])
-    assert info.value.text == help_text()
-    for option in OPTIONS:
-        assert option.flag in help_text()
+    lines = info.value.text.split("\n")
+    assert lines[:6] == [
+        "usage: daytime-sd [OPTION]...",
+        "",
+        "RFC 867 Daytime service.  Serves the sockets systemd (or inetd) passes in;",
+        "otherwise listens itself and forks per connection.",
+        "",
+        "options:",
+    ]
+    # Each option: two spaces, the flag and its value padded to 24 columns, the help.
+    assert lines[6:-3] == [f"  {head}{' ' * (24 - len(head))}{text}" for head, text in HELP_OPTIONS]
+    assert lines[-3:] == ["", f"See daytime-sd(8).  Version {__version__}.", ""]
+    assert help_text() == info.value.text
+
+
+def test_help_puts_a_long_option_on_a_line_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    long = Option("--a-very-long-option-name", "x", "what it does", "VALUE")
+    monkeypatch.setattr(config, "OPTIONS", (long,))
+    lines = help_text().split("\n")
+    assert lines[6:8] == ["  --a-very-long-option-name VALUE", f"  {' ' * 24}what it does"]
+    exactly_24 = Option("--twenty-four-chars-", "x", "fits?", "NNN")  # 24 with the value
+    monkeypatch.setattr(config, "OPTIONS", (exactly_24,))
+    assert help_text().split("\n")[6:8] == ["  --twenty-four-chars- NNN", f"  {' ' * 24}fits?"]
+    short = Option("--twenty-three-chars NN", "x", "fits", None)  # 23: on one line
+    monkeypatch.setattr(config, "OPTIONS", (short,))
+    assert help_text().split("\n")[6] == "  --twenty-three-chars NN fits"
+
+
+def test_help_wins_over_version_and_both_over_errors_after_them() -> None:
+    with pytest.raises(Exit) as info:
+        parse(["--version", "--help"])
+    assert info.value.text.startswith("usage: ")
+    with pytest.raises(UsageError):
+        parse(["--help", "--bogus"])  # every argument is checked first
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
+import struct
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -38,13 +39,25 @@ def set_tz(name: str) -> None:
 
 
 def test_ctime_preset_is_the_classic_line() -> None:
-    assert (
-        render(PRESETS["ctime"], WHEN, utc=True)
-        == time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(WHEN)).encode() + b"\r\n"
+    assert render(PRESETS["ctime"], WHEN, utc=True) == b"Tue Nov 24 06:00:00 2026\r\n"
+    assert render(PRESETS["ctime"], 0, utc=True) == b"Thu Jan 01 00:00:00 1970\r\n"
+    assert render("%a %b %d %T %Y", WHEN, True) == b"Tue Nov 24 06:00:00 2026\r\n"
+
+
+def test_every_preset_for_a_fixed_moment(tz: None) -> None:
+    set_tz("NPT-5:45")  # a zone whose offset has minutes, east of Greenwich
+    when = WHEN + 86400 * 4 + 3600 * 13 + 60 * 7 + 9  # Sat Nov 28 2026 19:07:09 UTC
+    assert render(PRESETS["ctime"], when, utc=False) == b"Sun Nov 29 00:52:09 2026\r\n"
+    assert render(PRESETS["rfc867"], when, utc=False) == (
+        b"Sunday, November 29, 2026 00:52:09-NPT\r\n"
     )
-    assert re.fullmatch(
-        rb"\w{3} \w{3} \d\d \d\d:\d\d:\d\d \d{4}\r\n", render("%a %b %d %T %Y", WHEN, True)
-    )
+    assert render(PRESETS["rfc2822"], when, utc=False) == b"Sun, 29 Nov 2026 00:52:09 +0545\r\n"
+    assert render(PRESETS["iso8601"], when, utc=False) == b"2026-11-29T00:52:09+05:45\r\n"
+    assert render(PRESETS["iso8601"], when, utc=True) == b"2026-11-28T19:07:09+00:00\r\n"
+    assert render(PRESETS["rfc2822"], when, utc=True) == b"Sat, 28 Nov 2026 19:07:09 +0000\r\n"
+    set_tz("XYZ+3:30")  # west: UTC-03:30
+    assert render(PRESETS["iso8601"], when, utc=False) == b"2026-11-28T15:37:09-03:30\r\n"
+    assert render(PRESETS["rfc2822"], when, utc=False) == b"Sat, 28 Nov 2026 15:37:09 -0330\r\n"
 
 
 def test_every_line_is_printable_ascii_with_crlf() -> None:
@@ -96,8 +109,36 @@ def test_good_formats_pass(good: str) -> None:
     validate_format(good, utc=False)
 
 
-def test_time_zone_names_outside_ascii_are_replaced_at_run_time(tz: None) -> None:
-    set_tz("<+03>-3")  # a numeric abbreviation: still ASCII
+def tzif(path: Path, abbreviation: bytes, offset: int) -> str:
+    """A minimal TZif (version 1) file: one zone type, no transitions; returns TZ for it."""
+    counts = struct.pack(">6l", 0, 0, 0, 0, 1, len(abbreviation) + 1)
+    zone_type = struct.pack(">lBB", offset, 0, 0)
+    path.write_bytes(b"TZif" + bytes(16) + counts + zone_type + abbreviation + b"\0")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("abbreviation", "shown"),
+    [
+        ("\u00c4X".encode(), b"?X"),  # non-ASCII (UTF-8 "ÄX")
+        (b"A\x01B", b"A?B"),  # a control character
+        (b"A\x7fB", b"A?B"),  # DEL
+    ],
+)
+def test_time_zone_names_outside_ascii_are_replaced_at_run_time(
+    tz: None, tmp_path: Path, abbreviation: bytes, shown: bytes
+) -> None:
+    # The zone is set after the format was validated, as a changed /etc/localtime can be:
+    # what reaches the client is still printable ASCII.
+    validate_format("%H %Z", utc=False)
+    set_tz(tzif(tmp_path / "zone", abbreviation, 3600))
+    assert time.localtime(0).tm_zone != "UTC"  # the file was read: the test means something
+    assert render("%H %Z", 0, utc=False) == b"01 " + shown + b"\r\n"
+    assert render("%H", 0, utc=True) == b"00\r\n"
+
+
+def test_a_numeric_zone_abbreviation_is_kept(tz: None) -> None:
+    set_tz("<+03>-3")
     assert render("%Z", 0, utc=False) == b"+03\r\n"
 
 
