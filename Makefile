@@ -16,7 +16,7 @@ APT_PACKAGES := python3 python3-venv python3-systemd python3-sdnotify systemd gi
 # Tools only the tests and linters use; they live in a venv on top of Debian's python3.
 PIP_PACKAGES := pytest hypothesis ruff mypy
 
-.PHONY: all deps run test lint unit soak bench deb clean
+.PHONY: all deps run test test-unstable lint unit soak bench bench-systemd deb clean
 all: test
 
 deps: $(VENV)/.stamp
@@ -48,14 +48,26 @@ lint: deps
 unit: deps
 	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
 
+# Everything, with the real-systemd tests (tests/e2e) in booted bookworm and trixie.
 test: deps lint
 	$(VPY) -m pytest $(PYTEST_ARGS)
+
+# The real-systemd tests in booted sid (unstable): the .deb, the units, the in-release build
+# and lintian; kept out of `make test` for time (another rootfs, two Pythons).
+test-unstable: deps
+	DAYTIME_E2E_RELEASES=sid $(VPY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 soak: deps
 	DAYTIME_SOAK_SECONDS=60 $(VPY) -m pytest tests/integration/test_soak.py $(PYTEST_ARGS)
 
 bench: deps
 	$(VPY) bench/run.py
+
+# Companion of `make bench`: Accept=no and Accept=yes as each release's PID 1 runs them
+# (booted bookworm and trixie; RELEASES=bookworm,trixie,sid to add sid).
+RELEASES ?= bookworm,trixie
+bench-systemd: deps
+	$(VPY) bench/systemd_rows.py --releases $(RELEASES)
 
 deb: deps
 	./tools/build-deb

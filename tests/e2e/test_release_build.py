@@ -19,17 +19,10 @@ import pytest
 
 import daytime_sd
 
-from .rig import CTIME_LINE, REPO_ROOT, Container
+from .rig import CTIME_LINE, REPO_ROOT, UNITS, Container
 from .test_deb import copy_source_tree
 
 VERSION = daytime_sd.__version__
-UNITS = (
-    "daytime.socket",
-    "daytime.service",
-    "daytime@.service",
-    "daytime-udp.socket",
-    "daytime-udp.service",
-)
 
 
 def unit_dir(release: str) -> str:
