@@ -23,9 +23,22 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 STANDALONE_ONLY = ("listen", "port", "backlog", "udp", "user")
 
 
+# Debian packages of the modules imported only when systemd is in the picture.
+PACKAGES = {"systemd": "python3-systemd", "sdnotify": "python3-sdnotify"}
+
+
 def fail(message: str, status: int = EXIT_FAILURE) -> int:
     log.error(f"error: {message}")
     return status
+
+
+def missing(err: ImportError) -> int:
+    """A module systemd activation or notification needs is not installed: say which."""
+    name = (err.name or "").partition(".")[0]
+    package = PACKAGES.get(name)
+    if package is None:
+        raise err
+    return fail(f"the Python module {name!r} is missing: install the {package} package")
 
 
 def answer_connections(cfg: config.Config, sockets: Sockets) -> None:
@@ -96,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sockets = activation.detect(os.environ)
     except ActivationError as err:
         return fail(f"{err}; is the socket unit (or inetd.conf) configured right?")
+    except ImportError as err:
+        return missing(err)
     try:
         if sockets is not None and sockets.connections:
             answer_connections(cfg, sockets)
@@ -108,5 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(cfg, sockets)
     except KeyboardInterrupt:
         return EXIT_OK
+    except ImportError as err:
+        return missing(err)
     except OSError as err:  # last resort: one line, never a traceback
         return fail(str(err.strerror or err))
