@@ -186,7 +186,7 @@ def cli_args() -> st.SearchStrategy[list[str]]:
 @example(args=["--port", "١٢٣"])
 def test_command_line_never_tracebacks(args: list[str]) -> None:
     port = free_port()
-    args = [str(port) if arg == PORT else arg for arg in args]
+    args = [arg.replace(PORT, str(port)) for arg in args]
     base = [PYTHON, "-m", "daytime_sd", "--listen", "127.0.0.1", "--port", str(port)]
     event(check_run([*base, *args], base_env(), ports=[port]))
 
@@ -220,7 +220,7 @@ def test_a_valid_command_line_serves(args: list[str]) -> None:
     """The oracle the never-traceback test lacks: a parser that refused everything, or a
     server that answered nothing, would pass that one; valid input must serve a line."""
     port = free_port()
-    args = [str(port) if arg == PORT else arg for arg in args]
+    args = [arg.replace(PORT, str(port)) for arg in args]
     base = [PYTHON, "-m", "daytime_sd", "--listen", "127.0.0.1", "--port", str(port)]
     outcome = check_run([*base, *args], base_env(), ports=[port])
     assert outcome == "served", (args, outcome)
