@@ -16,7 +16,7 @@ APT_PACKAGES := python3 python3-venv python3-systemd python3-sdnotify systemd gi
 # Tools only the tests and linters use; they live in a venv on top of Debian's python3.
 PIP_PACKAGES := pytest hypothesis ruff mypy
 
-.PHONY: all deps run test test-unstable test-upgrade lint unit soak bench bench-systemd deb clean
+.PHONY: all deps run test test-unstable lint unit soak bench bench-systemd deb clean
 all: test
 
 deps: $(VENV)/.stamp
@@ -56,11 +56,6 @@ test: deps lint
 # and lintian; kept out of `make test` for time (another rootfs, two Pythons).
 test-unstable: deps
 	DAYTIME_E2E_RELEASES=sid $(VPY) -m pytest tests/e2e $(PYTEST_ARGS)
-
-# A bookworm system with the package, upgraded to trixie with apt full-upgrade (downloads
-# trixie's packages, so not part of `make test`).
-test-upgrade: deps
-	DAYTIME_E2E_UPGRADE=1 $(VPY) -m pytest tests/e2e/test_release_upgrade.py $(PYTEST_ARGS)
 
 soak: deps
 	DAYTIME_SOAK_SECONDS=60 $(VPY) -m pytest tests/integration/test_soak.py $(PYTEST_ARGS)

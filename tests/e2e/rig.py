@@ -1,4 +1,4 @@
-"""Real-systemd test rig: a Debian 12 rootfs booted with systemd as PID 1 in systemd-nspawn.
+"""Real-systemd test rig: a Debian rootfs booted with systemd as PID 1 in systemd-nspawn.
 
 Works on a host *without* systemd as PID 1 (hybrid or unified cgroups), as root.
 
@@ -6,7 +6,7 @@ API (stable; tests/e2e/test_units.py and tests/e2e/test_deb.py use it)::
 
     from .rig import REPO_ROOT, Container, RigUnavailable, ensure_rootfs
 
-    rootfs = ensure_rootfs()          # cached minbase bookworm rootfs, built once (~50 s)
+    rootfs = ensure_rootfs("trixie")  # cached rootfs of a release (RELEASES), built once
     with Container(rootfs) as ct:     # boots; `is-system-running --wait`; always cleaned up
         ct.install_from_tree(REPO_ROOT)            # as the .deb would, plus daemon-reload
         ct.run(["systemctl", "enable", "--now", "daytime.socket"])  # CompletedProcess[str]
@@ -15,13 +15,16 @@ API (stable; tests/e2e/test_units.py and tests/e2e/test_deb.py use it)::
         ct.host_run(["python3", "client.py", ...])  # host binary, container net namespace
         ct.install_deb(Path("../daytime-sd_0.1.0-1_all.deb"))  # apt-get install -y /srv/...
 
-``ensure_rootfs()``
-    Returns the cache directory (default ``/var/cache/daytime-sd-tests/bookworm``, override
-    with ``DAYTIME_E2E_CACHE``).  Built with ``debootstrap --variant=minbase`` (packages in
-    ``ROOTFS_PACKAGES``) from the mirror configured in the host's apt sources, read at run
-    time (``DAYTIME_E2E_MIRROR`` overrides).  Built in a temporary directory and renamed into
-    place, under a lock, so an interrupted build never leaves a half cache.  Containers boot it
-    with ``--volatile=overlay``: the cache is never modified.
+``ensure_rootfs(release)``, ``ensure_rootfses(releases)``
+    Returns the cache directory (default ``/var/cache/daytime-sd-tests/RELEASE``, override the
+    parent with ``DAYTIME_E2E_CACHE``).  Built with ``debootstrap --variant=minbase``
+    (``ROOTFS_PACKAGES``), then apt inside it (``TOOL_PACKAGES``: the release's build tools,
+    lintian, autopkgtest, pytest), from the host's Debian mirror, read at run time from its apt
+    sources (``DAYTIME_E2E_MIRROR`` overrides).  Built in a temporary directory and renamed into
+    place, under a lock per release, so an interrupted build never leaves a half cache;
+    ``ensure_rootfses`` builds several at once.  Containers boot it with
+    ``--volatile=overlay``: the cache is never modified.  ``selected_releases()``: the releases
+    the e2e tests prove, ``DAYTIME_E2E_RELEASES`` or ``DEFAULT_RELEASES``.
 
 ``Container(rootfs, *, private_network=True, binds_ro=None, name=None)``
     ``private_network=True`` (default): the container has its own network namespace with only
@@ -32,6 +35,8 @@ API (stable; tests/e2e/test_units.py and tests/e2e/test_deb.py use it)::
     ``private_network=False`` shares the host network (apt can reach the mirror; port 13
     inside *is* the host's port 13).
     ``binds_ro``: ``{host_dir: container_dir}``, bound read-only at boot (``--bind-ro``).
+    ``binds``: the same, read-write (``--bind``).  systemd >= 258 (``UNIFIED_ONLY_FROM``) boots
+    with ``SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1``; ``systemd_version`` is the rootfs's.
     ``start()``/``stop()`` or use as a context manager.  ``stop()`` is idempotent and
     removes the nspawn process tree and the cgroup directories even after failures;
     ``cleanup_stale()`` (called by ``start()``) removes leftovers of killed earlier runs.
@@ -45,7 +50,7 @@ API (stable; tests/e2e/test_units.py and tests/e2e/test_deb.py use it)::
 ``Container.install_from_tree(repo_root)``: copies ``daytime_sd/`` to
     ``/usr/lib/python3/dist-packages`` (byte-compiled, as dh_python3 does), writes
     ``/usr/sbin/daytime-sd`` (``#!/usr/bin/python3`` calling ``daytime_sd.cli.main``), copies
-    ``systemd/*`` units to ``/lib/systemd/system`` and runs ``systemctl daemon-reload``.
+    ``systemd/*`` units to ``/usr/lib/systemd/system`` and runs ``systemctl daemon-reload``.
 ``Container.install_deb(path)``: ``apt-get install -y /srv/debs/NAME.deb`` (the file is bound
     or copied in first).
 ``Container.reset_daytime()``: stops/disables all daytime units, removes drop-ins,

@@ -1,10 +1,11 @@
 """Issue 10: a bookworm system with daytime-sd, upgraded to trixie as the release notes say
 (sources to trixie, `apt full-upgrade`), keeps daytime.socket enabled and answering.
 
-Runs once, in a booted bookworm container, whatever DAYTIME_E2E_RELEASES says; collected only
-with DAYTIME_E2E_UPGRADE=1 (`make test-upgrade`; it downloads a release's worth of packages, so
-it is not part of `make test`; see conftest.py).  The container keeps its private network; only
-the apt-get calls run in the host's network namespace, to reach the host's Debian mirror.
+Runs once, in a booted bookworm container, in every run that proves both bookworm and trixie
+(`make test`; see conftest.py).  It downloads trixie's packages (the cached rootfs's build tools
+are purged first, so what is upgraded is what a server has).  The container keeps its private
+network; only the apt-get calls run in the host's network namespace, to reach the host's Debian
+mirror.
 """
 
 from __future__ import annotations
