@@ -19,6 +19,7 @@ that is not listed as equivalent, or if an equivalent entry is stale.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import json
 import os
@@ -112,13 +113,42 @@ def load_equivalents() -> list[dict[str, object]]:
         return list(tomllib.load(f).get("equivalent", []))
 
 
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where the annotations are, if the module never evaluates them (PEP 563)."""
+    tree = ast.parse(source)
+    lazy = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(alias.name == "annotations" for alias in node.names)
+        for node in tree.body
+    )
+    if not lazy:
+        return []
+    found: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            found.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:
+            found.append(node.returns)
+    return [
+        ((a.lineno, a.col_offset), (a.end_lineno or a.lineno, a.end_col_offset or 0)) for a in found
+    ]
+
+
+ANNOTATION = (
+    "in an annotation, which the module never evaluates (from __future__ import annotations)"
+)
+
+
 def mark(db: Path, scope: Scope, equivalents: list[dict[str, object]], tree: Path) -> set[str]:
     """Mark equivalent and out-of-scope mutants skipped; return the stale entries."""
     # Imported here, and untyped: cosmic-ray is installed by `make mutants` only.
     work_db_mod = importlib.import_module("cosmic_ray.work_db")
     item_mod = importlib.import_module("cosmic_ray.work_item")
     skipped = item_mod.WorkerOutcome.SKIPPED
-    source = (tree / scope.module).read_text().splitlines()
+    text = (tree / scope.module).read_text()
+    source = text.splitlines()
+    annotations = annotation_spans(text)
     mine = {
         (int(str(e["line"])), int(str(e["col"])), str(e["operator"]), int(str(e.get("nth", 0)))): e
         for e in equivalents
@@ -136,6 +166,8 @@ def mark(db: Path, scope: Scope, equivalents: list[dict[str, object]], tree: Pat
             key = (*at, nth)
             if scope.lines and not scope.lines[0] <= line <= scope.lines[1]:
                 output = "out of scope"
+            elif any(start <= (line, col) < end for start, end in annotations):
+                output = f"equivalent: {ANNOTATION}"
             elif key in mine and source[line - 1].strip() == str(mine[key]["code"]).strip():
                 used.add(key)
                 output = f"equivalent: {mine[key]['reason']}"

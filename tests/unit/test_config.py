@@ -109,7 +109,7 @@ def test_help_puts_a_long_option_on_a_line_of_its_own(monkeypatch: pytest.Monkey
     assert help_text().split("\n")[6:8] == ["  --twenty-four-chars- NNN", f"  {' ' * 24}fits?"]
     short = Option("--twenty-three-chars NN", "x", "fits", None)  # 23: on one line
     monkeypatch.setattr(config, "OPTIONS", (short,))
-    assert help_text().split("\n")[6] == "  --twenty-three-chars NN fits"
+    assert help_text().split("\n")[6:8] == ["  --twenty-three-chars NN fits", ""]
 
 
 def test_help_wins_over_version_and_both_over_errors_after_them() -> None:
@@ -151,3 +151,66 @@ def test_errors(argv: list[str], message: str) -> None:
         parse(argv)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("flag", "low", "high"),
+    [("--backlog", 1, 65535), ("--max-children", 1, 65535), ("--udp-rate", 1, 1_000_000)],
+)
+def test_whole_number_bounds_are_inclusive(flag: str, low: int, high: int) -> None:
+    dest = flag[2:].replace("-", "_")
+    assert getattr(parse([flag, str(low)]), dest) == low
+    assert getattr(parse([flag, str(high)]), dest) == high
+    for outside in (low - 1, high + 1, 10 * high):
+        with pytest.raises(UsageError, match=f"must be from {low} to {high}"):
+            parse([flag, str(outside)])
+
+
+@pytest.mark.parametrize("flag", ["--linger", "--idle-timeout"])
+def test_seconds_bounds_are_inclusive(flag: str) -> None:
+    dest = flag[2:].replace("-", "_")
+    assert getattr(parse([flag, "0"]), dest) == 0
+    assert getattr(parse([flag, "31536000"]), dest) == 31_536_000
+    for outside in ("31536000.5", "31536001", "1e12", "-0.001"):
+        with pytest.raises(UsageError, match="must be from 0 to 31536000 seconds"):
+            parse([flag, outside])
+    with pytest.raises(UsageError, match="not a number of seconds"):
+        parse([flag, "soon"])
+
+
+def test_port_bounds() -> None:
+    assert parse(["--port", "1"]).port == "1"
+    assert parse(["--port", "65535"]).port == "65535"
+
+
+def test_listen_values() -> None:
+    assert parse(["--listen", "a" * 255]).listen == ("a" * 255,)
+    assert parse(["--listen", "a..b"]).listen == ("a..b",)  # ASCII: getaddrinfo judges it
+    assert parse(["--listen", "[::1"]).listen == ("[::1",)  # brackets only in pairs
+    assert parse(["--listen", "::1]"]).listen == ("::1]",)
+    for bad in ("a" * 256, "a\0b", "\u00e9..x"):  # too long, NUL, not IDNA-encodable
+        with pytest.raises(UsageError, match="must be a host name"):
+            parse(["--listen", bad])
+
+
+def test_double_dash() -> None:
+    dashes = "".join(["-", "-"])  # built at run time, as argv strings are: not a constant
+    assert parse(["--udp", dashes]).udp is True  # "--" ends the options
+    for bad in (["-"], [""], ["!"]):
+        with pytest.raises(UsageError, match="unexpected argument"):
+            parse(bad)
+    with pytest.raises(UsageError, match="unknown option --"):
+        parse(["--=x"])  # an empty flag is no prefix of every option
+
+
+def test_a_long_command_line() -> None:
+    many = ["--udp"] * 300  # more arguments than CPython's shared small integers
+    assert parse(many).udp is True
+    assert parse([*many, "".join(["-", "-"])]).udp is True
+    with pytest.raises(UsageError, match="needs a value"):
+        parse([*many, "--port"])
+
+
+def test_a_unique_prefix_is_that_option() -> None:
+    assert parse(["--max", "7"]).max_children == 7
+    assert parse(["--log-c"]).log_connections is True

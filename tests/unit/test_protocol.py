@@ -148,3 +148,74 @@ def test_line_cache_renders_once_per_second() -> None:
     assert first == b"40\r\n"
     assert cache.line(100.9) is first
     assert cache.line(101.0) == b"41\r\n"
+
+
+def test_colon_z_among_other_characters(tz: None) -> None:
+    assert render(" %:z", 0, utc=True) == b" +00:00\r\n"  # a character before "%" sorts lower
+    assert render("#%:z!", 0, utc=True) == b"#+00:00!\r\n"
+    assert render("%:z!", 0, utc=True) == b"+00:00!\r\n"  # the character right after it
+    assert render("%:z%%", 0, utc=True) == b"+00:00%\r\n"
+    assert render("%:z%", 0, utc=True).startswith(b"+00:00")  # a lone "%" at the very end
+    long = "x" * 300 + "%:z"  # longer than the small integers CPython shares
+    assert render(long, 0, utc=True) == b"x" * 300 + b"+00:00\r\n"
+
+
+@pytest.mark.parametrize(
+    ("zone", "offset"),
+    [("JST-9", "+09:00"), ("ABC-14:45", "+14:45"), ("ABC+23:59", "-23:59"), ("UTC0", "+00:00")],
+)
+def test_colon_z_offsets(tz: None, zone: str, offset: str) -> None:
+    set_tz(zone)
+    assert render("%:z", 0, utc=False) == offset.encode() + b"\r\n"
+
+
+def test_the_printable_range_is_exactly_space_to_tilde(tz: None, tmp_path: Path) -> None:
+    assert render("~ %H", 0, utc=True) == b"~ 00\r\n"
+    validate_format("~ %H", utc=True)
+    with pytest.raises(FormatError):
+        validate_format("%H\x1f", utc=True)
+    set_tz(tzif(tmp_path / "us", b"A\x1fB", 0))  # unit separator, just below space
+    assert render("%Z", 0, utc=False) == b"A?B\r\n"
+
+
+def test_validation_renders_in_the_zone_it_will_answer_in(tz: None, tmp_path: Path) -> None:
+    set_tz(tzif(tmp_path / "zone", "\u00c4ST".encode(), 3600))
+    validate_format("%Z", utc=True)  # rendered as UTC: GMT, fine
+    with pytest.raises(FormatError):
+        validate_format("%Z", utc=False)  # rendered locally: non-ASCII
+
+
+def tzif_from(path: Path, until: float, first: bytes, then: bytes) -> str:
+    """A TZif file: zone name ``first`` until ``until``, ``then`` after it (offset 0)."""
+    names = first + b"\0" + then + b"\0"
+    counts = struct.pack(">6l", 0, 0, 0, 1, 2, len(names))
+    types = struct.pack(">lBB", 0, 0, 0) + struct.pack(">lBB", 0, 0, len(first) + 1)
+    data = struct.pack(">l", int(until)) + b"\1" + types + names
+    path.write_bytes(b"TZif" + bytes(16) + counts + data)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("month", "first", "then"),
+    [(1, "\u00c4ST", "STD"), (12, "STD", "\u00c4ST")],  # non-ASCII in January / in December
+)
+def test_validation_probes_every_month(
+    tz: None, tmp_path: Path, month: int, first: str, then: str
+) -> None:
+    # The zone's name is outside ASCII only in January 2026, or only from December 2026.
+    boundary = time.mktime((2026, 2 if month == 1 else 12, 1, 0, 0, 0, 0, 0, 0))
+    set_tz(tzif_from(tmp_path / "zone", boundary, first.encode(), then.encode()))
+    assert time.localtime(boundary - 86400 * 40).tm_zone == first
+    assert time.localtime(boundary + 86400 * 10).tm_zone == then
+    with pytest.raises(FormatError):
+        validate_format("%Z", utc=False)
+
+
+def test_line_cache_follows_the_clock_both_ways() -> None:
+    cache = LineCache("%s", utc=True)
+    assert cache.line(0.5) == b"0\r\n"  # the very first second is rendered, not the default
+    assert LineCache("%s", utc=True).line(1.0) == b"1\r\n"
+    big = LineCache("%s", utc=True)
+    first = big.line(WHEN + 0.1)
+    assert big.line(WHEN + 0.9) is first  # rendered once for the second
+    assert big.line(WHEN - 7) == str(int(WHEN) - 7).encode() + b"\r\n"  # the clock went back
