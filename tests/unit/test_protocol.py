@@ -176,6 +176,7 @@ def test_the_printable_range_is_exactly_space_to_tilde(tz: None, tmp_path: Path)
         validate_format("%H\x1f", utc=True)
     set_tz(tzif(tmp_path / "us", b"A\x1fB", 0))  # unit separator, just below space
     assert render("%Z", 0, utc=False) == b"A?B\r\n"
+    assert render("~%Z~", 0, utc=False) == b"~A?B~\r\n"  # replacing keeps the tilde
 
 
 def test_validation_renders_in_the_zone_it_will_answer_in(tz: None, tmp_path: Path) -> None:
