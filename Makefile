@@ -79,4 +79,4 @@ clean:
 # minutes on 2 cores; not part of `make test`.  Writes tests/mutation/results.md.
 mutants: deps
 	$(VPY) -m pip install -q --disable-pip-version-check cosmic-ray
-	nice -n 19 $(VPY) tests/mutation/run.py
+	nice -n 19 $(VPY) tests/mutation/mutants.py

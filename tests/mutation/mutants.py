@@ -13,7 +13,7 @@ the run, with the reason recorded there.  The result goes to ``results.md`` besi
 script: the score per scope and every survivor.  Exit status 1 if any mutant survives
 that is not listed as equivalent, or if an equivalent entry is stale.
 
-    tests/mutation/run.py [--scope NAME ...] [--out FILE] [--keep]
+    tests/mutation/mutants.py [--scope NAME ...] [--out FILE] [--keep]
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def report(outcomes: list[Outcome], stale: set[str]) -> str:
         "# Mutation gate results (`make mutants`)",
         "",
         f"cosmic-ray over daytime_sd/, run {time.strftime('%Y-%m-%d')} on "
-        f"{os.cpu_count()} cores; see tests/mutation/run.py for the scopes and "
+        f"{os.cpu_count()} cores; see tests/mutation/mutants.py for the scopes and "
         "tests/mutation/equivalent.toml for the mutants that cannot be killed and why.",
         "",
         "| scope | module | tests | killed | survived | equivalent | out of scope | score | "
