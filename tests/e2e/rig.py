@@ -107,6 +107,7 @@ TOOL_PACKAGES = (
     "debhelper",
     "dh-python",
     "groff-base",
+    "iproute2",
     "lintian",
     "man-db",
     "mandoc",

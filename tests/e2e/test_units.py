@@ -304,13 +304,15 @@ def test_6_burst_in_accept_yes_mode_keeps_socket_up(ct: Container) -> None:
     # Beyond MaxConnections*= PID 1 accepts and closes at once: "empty", never garbage.
     assert result["bad"] == result["short"] == 0, result
     assert_socket_healthy(ct)
-    # Still serving afterwards, once the instances have drained.
+    # Still serving afterwards, once the instances have drained.  From systemd 255 the poll
+    # limit works the rest of the burst off the backlog at 75 connections a second (the
+    # connections of clients that gave up included), so the next client may wait its turn.
     ct.wait_for(
         "instances to finish",
         lambda: ct.unit_show("daytime.socket", "NConnections")["NConnections"] == "0",
         timeout=30,
     )
-    assert_line(ct.query("tcp", "127.0.0.1"))
+    assert_line(ct.query("tcp", "127.0.0.1", timeout=90))
     assert_socket_healthy(ct)
 
 
@@ -345,6 +347,7 @@ def test_8_poll_limits_are_systemds_defaults_and_no_unit_warns(ct: Container) ->
     """Issue 10: the units leave the poll limits (systemd >= 255) at systemd's defaults on
     purpose (daytime.socket says why), so they name no key bookworm's 252 does not know: no
     unit of ours makes PID 1 log a warning on any release."""
+    ct.mark_journal()
     ct.systemctl("daemon-reload")
     ct.systemctl("enable", "--now", "daytime.socket", "daytime-udp.socket")
     props = ("PollLimitIntervalUSec", "PollLimitBurst")
@@ -355,8 +358,7 @@ def test_8_poll_limits_are_systemds_defaults_and_no_unit_warns(ct: Container) ->
         assert ct.unit_show("daytime.socket", *props) == {props[0]: "2s", props[1]: "150"}
     else:
         assert ct.unit_show("daytime.socket", *props) == {}, "systemd < 255 has no poll limit"
-    warnings = ct.run(
-        ["journalctl", "-b", "_PID=1", "-p", "warning", "--no-pager", "-o", "cat"]
-    ).stdout
+    # What PID 1 said while loading the units (daemon-reload) and starting the sockets.
+    warnings = ct.journal("_PID=1", "-p", "warning")
     ours = [line for line in warnings.splitlines() if "daytime" in line]
     assert ours == [], "\n".join(ours)

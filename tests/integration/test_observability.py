@@ -9,14 +9,18 @@ one clear line when python3-systemd or python3-sdnotify is missing.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+
+import daytime_sd
 
 from .support import (
     CTIME,
@@ -304,8 +308,12 @@ def test_listen_variables_are_gone_from_the_environment(addressed: bool) -> None
     ],
 )
 def test_a_missing_package_is_one_clear_line(
-    script: str, env: dict[str, str], package: str
+    script: str, env: dict[str, str], package: str, tmp_path: Path
 ) -> None:
+    # daytime_sd alone on the path: a copy of the package under test, wherever it is (the
+    # source tree, or dist-packages beside python3-systemd in the autopkgtest).
+    shutil.copytree(Path(daytime_sd.__file__).parent, tmp_path / "daytime_sd")
+    env = {**env, "PYTHONPATH": str(tmp_path)}
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
