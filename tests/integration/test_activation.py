@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -132,6 +133,19 @@ def run_with_env(env_script: str, *args: str) -> subprocess.CompletedProcess[str
         ("export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=a:b;", "does not name 1"),
         ("exec 3</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1;", "descriptor 3 is not a socket"),
         ("export LISTEN_PID=$$ LISTEN_FDS=99999;", "more descriptors"),
+        ("export LISTEN_PID=$$ LISTEN_FDS=4096;", "LISTEN_FDS=4096, but file descriptor 3 is"),
+        ("export LISTEN_PID=$$ LISTEN_FDS=4097;", "more descriptors"),
+        ("export LISTEN_PID=$$;", "LISTEN_FDS='' is not a number"),  # LISTEN_PID alone
+        ("export LISTEN_PID=\u0661 LISTEN_FDS=1;", "is not a process id"),  # a non-ASCII digit
+        (
+            "exec 3</dev/null; export LISTEN_PID=$$ LISTEN_FDS=2;",
+            "LISTEN_FDS=2, but file descriptor 4 is not open",
+        ),
+        # names are checked against the count before the descriptors are
+        (
+            f"export LISTEN_PID=$$ LISTEN_FDS=300 LISTEN_FDNAMES={':'.join(['x'] * 300)};",
+            "LISTEN_FDS=300, but file descriptor 3 is not open",
+        ),
     ],
 )
 def test_malformed_listen_env_is_a_clear_error(env_script: str, message: str) -> None:
@@ -185,3 +199,80 @@ def test_listen_pid_of_another_process_is_ignored() -> None:
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "serving tcp 127.0.0.1" in err
+
+
+def socket_on_fd3(sock: socket.socket, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the service with ``sock`` as its fd 3 and LISTEN_PID/LISTEN_FDS for it."""
+    fd = sock.fileno()
+    script = f'exec 3<&{fd}; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" -m daytime_sd "$@"'
+    return subprocess.run(
+        ["bash", "-c", script, PYTHON, *args], env=base_env(), cwd=REPO, pass_fds=(fd,),
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("unbound-tcp", "file descriptor 3 is a stream socket neither listening nor connected"),
+        ("seqpacket", "file descriptor 3 is a socket of a type daytime cannot serve"),
+    ],
+)
+def test_a_socket_it_cannot_serve_is_a_clear_error(kind: str, message: str) -> None:
+    if kind == "seqpacket":
+        left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock = left
+    else:
+        sock, right = socket.socket(), None
+    try:
+        proc = socket_on_fd3(sock)
+    finally:
+        sock.close()
+        if right is not None:
+            right.close()
+    assert proc.returncode == 1, proc
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("daytime-sd: error: "), proc.stderr
+    assert message in lines[0]
+
+
+def test_inetd_help_output_never_reaches_the_client() -> None:
+    """stdout is the client too (fds 0 and 1): even --version goes nowhere."""
+    port = free_port()
+    with service(["--version"], activate=["--accept", "--inetd", "-l", f"127.0.0.1:{port}"]):
+        assert query("127.0.0.1", port) == b""
+
+
+def test_inetd_usage_error_with_stdout_elsewhere_never_reaches_the_client() -> None:
+    """Client on fds 0 and 2, stdout not a socket: stderr is still guarded."""
+    port = free_port()
+    inner = ["sh", "-c", 'exec "$@" 2>&1 1>/dev/null', "sh"]
+    activate = ["--accept", "--inetd", "-l", f"127.0.0.1:{port}"]
+    with service(["--bogus"], activate=activate, inner=inner) as svc:
+        assert query("127.0.0.1", port) == b""
+        deadline = time.monotonic() + 10
+        while "died with code 2" not in svc.stderr:
+            assert time.monotonic() < deadline, svc.stderr
+            time.sleep(0.05)
+
+
+def test_inetd_dgram_guard_leaves_no_descriptor_behind() -> None:
+    """inetd ``dgram wait``: the UDP socket as fds 0, 1 and 2; 1 and 2 become /dev/null,
+    and the /dev/null opened for that is closed again."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "daytime_sd"], env=base_env(), cwd=REPO,
+            stdin=sock.fileno(), stdout=sock.fileno(), stderr=sock.fileno(),
+        )  # fmt: skip
+        try:
+            assert CTIME.match(udp_query("127.0.0.1", port))  # serving: guarded by now
+            targets = {fd: os.readlink(f"/proc/{proc.pid}/fd/{fd}")
+                       for fd in os.listdir(f"/proc/{proc.pid}/fd")}  # fmt: skip
+            null = sorted(int(fd) for fd, target in targets.items() if target == os.devnull)
+            assert null == [1, 2], targets
+            assert targets["0"].startswith("socket:"), targets
+        finally:
+            proc.terminate()
+            assert proc.wait(15) == 0
