@@ -143,7 +143,7 @@ def run_with_env(env_script: str, *args: str) -> subprocess.CompletedProcess[str
         ),
         # names are checked against the count before the descriptors are
         (
-            f"export LISTEN_PID=$$ LISTEN_FDS=300 LISTEN_FDNAMES={':'.join(['x'] * 300)};",
+            "export LISTEN_PID=$$ LISTEN_FDS=300 LISTEN_FDNAMES=$(printf 'x%.0s:' $(seq 299))x;",
             "LISTEN_FDS=300, but file descriptor 3 is not open",
         ),
     ],
