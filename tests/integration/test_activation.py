@@ -131,6 +131,7 @@ def run_with_env(env_script: str, *args: str) -> subprocess.CompletedProcess[str
         ("export LISTEN_PID=x LISTEN_FDS=1;", "LISTEN_PID='x' is not a process id"),
         ("export LISTEN_FDS=1;", "LISTEN_PID='' is not a process id"),
         ("export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=a:b;", "does not name 1"),
+        ("export LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=a;", "does not name 2"),
         ("exec 3</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1;", "descriptor 3 is not a socket"),
         ("export LISTEN_PID=$$ LISTEN_FDS=99999;", "more descriptors"),
         ("export LISTEN_PID=$$ LISTEN_FDS=4096;", "LISTEN_FDS=4096, but file descriptor 3 is"),
@@ -177,9 +178,11 @@ def test_connected_stream_on_fd3_gets_one_line_and_the_process_exits() -> None:
         left.close()
 
 
-def test_listen_pid_of_another_process_is_ignored() -> None:
+# Lower and higher than any pid of ours (pid_max is at most 4194304).
+@pytest.mark.parametrize("pid", ["1", "4194305"])
+def test_listen_pid_of_another_process_is_ignored(pid: str) -> None:
     port = free_port()
-    env = base_env(LISTEN_PID="1", LISTEN_FDS="1")
+    env = base_env(LISTEN_PID=pid, LISTEN_FDS="1")
     proc = subprocess.Popen(
         [PYTHON, "-m", "daytime_sd", "--listen", "127.0.0.1", "--port", str(port)],
         env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -243,10 +246,11 @@ def test_inetd_help_output_never_reaches_the_client() -> None:
         assert query("127.0.0.1", port) == b""
 
 
-def test_inetd_usage_error_with_stdout_elsewhere_never_reaches_the_client() -> None:
+@pytest.mark.parametrize("stdout", ["1>/dev/null", "1>&-"])  # not a socket, or closed
+def test_inetd_usage_error_with_stdout_elsewhere_never_reaches_the_client(stdout: str) -> None:
     """Client on fds 0 and 2, stdout not a socket: stderr is still guarded."""
     port = free_port()
-    inner = ["sh", "-c", 'exec "$@" 2>&1 1>/dev/null', "sh"]
+    inner = ["sh", "-c", f'exec "$@" 2>&1 {stdout}', "sh"]
     activate = ["--accept", "--inetd", "-l", f"127.0.0.1:{port}"]
     with service(["--bogus"], activate=activate, inner=inner) as svc:
         assert query("127.0.0.1", port) == b""
@@ -276,3 +280,12 @@ def test_inetd_dgram_guard_leaves_no_descriptor_behind() -> None:
         finally:
             proc.terminate()
             assert proc.wait(15) == 0
+
+
+def test_closed_stdin_means_standalone() -> None:
+    """No fd 0 at all (a daemon started with stdin closed): not inetd, it listens itself."""
+    port = free_port()
+    argv = ["--listen", "127.0.0.1", "--port", str(port)]
+    with service(argv, inner=["sh", "-c", 'exec "$@" 0<&-', "sh"]) as svc:
+        assert CTIME.match(query("127.0.0.1", port))
+        assert "serving tcp 127.0.0.1" in svc.stderr
