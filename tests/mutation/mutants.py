@@ -66,7 +66,8 @@ def scopes() -> list[Scope]:
         Scope("udp-limiter", "daytime_sd/udp.py", "tests/unit/test_udp_limiter.py", 60,
               _lines_of("daytime_sd/udp.py", "class RateLimiter", "class DatagramResponder")),
         Scope("activation", "daytime_sd/activation.py",
-              f"{integration}/test_activation.py {integration}/test_observability.py "
+              f"tests/unit/test_activation_env.py {integration}/test_activation.py "
+              f"{integration}/test_observability.py "
               f"{integration}/test_wire.py -k 'test_activation or listen_variables or missing "
               "or ipv4_mapped or (inetd and ctime-JST) or (talkative and inetd)'", 240),
     ]  # fmt: skip
