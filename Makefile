@@ -16,7 +16,7 @@ APT_PACKAGES := python3 python3-venv python3-systemd python3-sdnotify systemd gi
 # Tools only the tests and linters use; they live in a venv on top of Debian's python3.
 PIP_PACKAGES := pytest hypothesis ruff mypy
 
-.PHONY: all deps run test test-unstable lint unit soak bench bench-systemd deb clean
+.PHONY: all deps run test test-unstable lint unit soak bench bench-systemd deb clean mutants
 all: test
 
 deps: $(VENV)/.stamp
