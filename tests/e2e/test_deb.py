@@ -147,16 +147,22 @@ def test_enable_and_query(sc: Scenario) -> None:
 
 def test_upgrade_restarts_and_keeps_serving(sc: Scenario) -> None:
     """Reinstalling runs the upgrade paths of the maintainer scripts (prerm/preinst upgrade,
-    postinst configure OLD-VERSION): the running service is restarted together with its
-    socket, so the new code is in use, and the enablement is kept."""
+    postinst configure OLD-VERSION): the running service is restarted, so the new code is in
+    use, while the socket keeps listening in PID 1 (never closed, so no client is refused
+    during the upgrade), and the enablement is kept."""
     ct = sc.ct
     pid_before = ct.systemctl("show", "-p", "MainPID", "--value", "daytime.service")
     assert pid_before != "0"
+    listening_since = ct.systemctl("show", "-p", "ActiveEnterTimestampMonotonic", "--value",
+                                   "daytime.socket")  # fmt: skip
     ct.run(["apt-get", "install", "-y", "--reinstall", sc.deb], timeout=300)
     assert ct.systemctl("is-active", "daytime.socket") == "active"
     assert ct.systemctl("is-active", "daytime.service") == "active"
     pid_after = ct.systemctl("show", "-p", "MainPID", "--value", "daytime.service")
     assert pid_after not in ("0", pid_before)
+    assert listening_since == ct.systemctl(
+        "show", "-p", "ActiveEnterTimestampMonotonic", "--value", "daytime.socket"
+    ), "daytime.socket was restarted by the upgrade"
     assert ct.systemctl("is-enabled", "daytime.socket") == "enabled"
     assert ct.systemctl("is-enabled", "daytime-udp.socket", check=False) == "disabled"
     for host in ("127.0.0.1", "::1"):

@@ -7,6 +7,7 @@ broken CI setup, not something to skip past (the e2e conftest has the same rule)
 from __future__ import annotations
 
 import os
+import resource
 import sys
 
 import pytest
@@ -14,6 +15,10 @@ import pytest
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_root(reason): the test needs root, and why")
+    # The flood tests hold a thousand and more client sockets in this process: take the
+    # whole hard limit, whatever soft limit the caller had (1024 in an autopkgtest testbed).
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
