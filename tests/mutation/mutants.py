@@ -290,6 +290,7 @@ def main() -> int:
     tree = Path(tempfile.mkdtemp(prefix="daytime-sd-mutants-"))
     outcomes: list[Outcome] = []
     stale: set[str] = set()
+    keep = args.keep
     try:
         copy_tree(tree)
         for scope in chosen:
@@ -300,9 +301,12 @@ def main() -> int:
             print(f"mutants: {scope.name}: {outcome.killed} killed, {len(outcome.survived)} "
                   f"survived, {len(outcome.equivalent)} equivalent, score {outcome.score:.1%}, "
                   f"{outcome.seconds / 60:.1f} min", flush=True)  # fmt: skip
+    except BaseException:
+        keep = True  # what ran so far is in the session databases there
+        raise
     finally:
-        if args.keep:
-            print(f"mutants: tree kept in {tree}")
+        if keep:
+            print(f"mutants: tree kept in {tree}", flush=True)
         else:
             shutil.rmtree(tree, ignore_errors=True)
     text = report(outcomes, stale)
