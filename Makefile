@@ -48,9 +48,13 @@ lint: deps
 unit: deps
 	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
 
-# Everything, with the real-systemd tests (tests/e2e) in booted bookworm and trixie.
+# Everything, with the real-systemd tests (tests/e2e) in booted bookworm and trixie.  The
+# integration tests (tests/integration, but the .deb build and the bench smoke run, which need
+# the source tree) run there, inside each release's autopkgtest, against the installed .deb
+# under that release's python3 (tests/e2e/test_deb.py), rather than a third time here.
+HOST_TESTS := tests/unit tests/integration/test_deb_build.py tests/integration/test_bench_smoke.py
 test: deps lint
-	$(VPY) -m pytest $(PYTEST_ARGS)
+	$(VPY) -m pytest $(HOST_TESTS) tests/e2e $(PYTEST_ARGS)
 
 # The real-systemd tests in booted sid (unstable): the .deb, the units, the in-release build
 # and lintian; kept out of `make test` for time (another rootfs, two Pythons).

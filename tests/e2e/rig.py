@@ -678,6 +678,16 @@ class Container:
             raise CommandError(cmd, proc)
         return proc
 
+    def popen(self, cmd: Sequence[str]) -> subprocess.Popen[str]:
+        """Start `cmd` inside the container; its stdout and stderr are pipes (text)."""
+        return subprocess.Popen(
+            [*self._nsenter(), *cmd],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
     def systemctl(self, *args: str, check: bool = True, timeout: float = 60.0) -> str:
         return self.run(["systemctl", *args], check=check, timeout=timeout).stdout.strip()
 
