@@ -79,7 +79,7 @@ deb: deps
 clean:
 	rm -rf $(VENV) dist build *.egg-info .mypy_cache .pytest_cache .ruff_cache bench/build
 
-# Mutation testing (issue 13): cosmic-ray over daytime_sd/ in a copy of the tree, about 45
+# Mutation testing (issue 13): cosmic-ray over daytime_sd/ in a copy of the tree, about 13
 # minutes on 2 cores; not part of `make test`.  Writes tests/mutation/results.md.
 mutants: deps
 	$(VPY) -m pip install -q --disable-pip-version-check cosmic-ray
