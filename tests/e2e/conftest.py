@@ -3,7 +3,8 @@
 Every e2e test runs once per release in DAYTIME_E2E_RELEASES (default: bookworm and trixie;
 `make test-unstable` runs sid): the `release` fixture is session-scoped and parametrized, so
 pytest runs all tests of one release, then all of the next.  Every rootfs that is missing is
-built, all at once, before the first container boots.
+built, all at once, from the moment collection has found an e2e test (so that the builds overlap
+with the host tests that run first) and before the first container boots.
 
 Skips, with the reason printed in the summary, only when the rig truly cannot run: not root.
 With the ``CI`` environment variable set, that is a failure instead: CI must run these tests.
@@ -16,8 +17,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -25,10 +28,41 @@ import pytest
 from .rig import (
     REPO_ROOT,
     Container,
+    RigUnavailable,
+    check_host,
     ensure_rootfses,
     mounts_under,
     selected_releases,
 )
+
+# Building the rootfses (minutes on a new machine) starts as soon as collection has found an
+# e2e test, in a background thread, so that it overlaps with the host tests that run first
+# (unit tests, the .deb build, the bench smoke run); the `rootfses` fixture waits for it.
+_prebuilt: Future[dict[str, Path]] | None = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    global _prebuilt
+    here = Path(__file__).parent
+    if os.geteuid() != 0 or not any(item.path.is_relative_to(here) for item in session.items):
+        return
+    try:
+        check_host()
+    except RigUnavailable:
+        return  # the fixtures report it
+    future: Future[dict[str, Path]] = Future()
+
+    def build() -> None:
+        try:
+            future.set_result(ensure_rootfses(selected_releases()))
+        except BaseException as e:  # handed to the fixture, which raises it in its test
+            future.set_exception(e)
+
+    # A daemon thread: a run that stops early does not wait for the build, and a build cut
+    # off this way is cleaned up by the next run (see ensure_rootfs).
+    threading.Thread(target=build, name="rootfs-prebuild", daemon=True).start()
+    _prebuilt = future
+
 
 # The bookworm -> trixie release upgrade belongs to the runs that prove both releases (`make
 # test`); elsewhere (`make test-unstable`) it is not collected at all, rather than skipped.
@@ -49,6 +83,8 @@ def _require_rig() -> None:
 @pytest.fixture(scope="session")
 def rootfses() -> dict[str, Path]:
     _require_rig()
+    if _prebuilt is not None:
+        return _prebuilt.result()
     return ensure_rootfses(selected_releases())
 
 

@@ -394,7 +394,7 @@ def ensure_rootfs(release: str = "bookworm", cache_root: Path = CACHE_ROOT) -> P
 
 def ensure_rootfses(releases: Sequence[str], cache_root: Path = CACHE_ROOT) -> dict[str, Path]:
     """Build every missing rootfs of `releases` at the same time (downloads and dpkg runs
-    overlap), before any container boots, so that no build competes with a timed test."""
+    overlap), before any container boots, so that no build competes with a timed e2e test."""
     with ThreadPoolExecutor(max_workers=max(1, len(releases))) as pool:
         futures = {r: pool.submit(ensure_rootfs, r, cache_root) for r in releases}
         return {r: f.result() for r, f in futures.items()}

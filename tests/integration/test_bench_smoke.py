@@ -1,6 +1,6 @@
 """The benchmark's smoke run (`bench/run.py --smoke`) so that `make bench` never rots.
 
-One repeat of 1 s per cell for every server the machine can run; no performance
+One repeat of 0.3 s per cell for every server the machine can run; no performance
 target is asserted here (those are read from `make bench` output).
 """
 
