@@ -380,3 +380,35 @@ def test_8_poll_limits_are_systemds_defaults_and_no_unit_warns(ct: Container) ->
     warnings = ct.journal("_PID=1", "-p", "warning")
     ours = [line for line in warnings.splitlines() if "daytime" in line]
     assert ours == [], "\n".join(ours)
+
+
+# 9 -------------------------------------------------------------------------------------
+
+
+def test_9_log_connections_reach_the_journal_with_remote_fields(ct: Container) -> None:
+    """Issue 13: with --log-connections under the shipped unit, each connection is one journal
+    entry with REMOTE_ADDR (an IPv4 client as IPv4, not v4-mapped) and REMOTE_PORT."""
+    ct.write_file(
+        "/etc/systemd/system/daytime.service.d/50-log.conf",
+        "[Service]\nExecStart=\n"
+        "ExecStart=/usr/sbin/daytime-sd --idle-timeout 0 --log-connections\n",
+    )
+    ct.systemctl("daemon-reload")
+    ct.systemctl("enable", "--now", "daytime.socket")
+    for host in ("127.0.0.1", "::1"):
+        assert_line(ct.query("tcp", host))
+
+    def entries() -> list[dict[str, object]]:
+        out = ct.journal(
+            "-u", "daytime.service", "-o", "json", "--output-fields=REMOTE_ADDR,REMOTE_PORT,MESSAGE"
+        )
+        found = [json.loads(line) for line in out.splitlines() if line.strip()]
+        return [e for e in found if "REMOTE_ADDR" in e]
+
+    ct.wait_for("two connection entries in the journal", lambda: len(entries()) >= 2)
+    got = entries()
+    assert sorted(str(e["REMOTE_ADDR"]) for e in got) == ["127.0.0.1", "::1"], got
+    for e in got:
+        port = str(e["REMOTE_PORT"])
+        assert port.isdigit() and 0 < int(port) < 65536, e
+        assert str(e["REMOTE_ADDR"]) in str(e["MESSAGE"]), e
