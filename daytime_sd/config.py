@@ -101,12 +101,17 @@ class Config:
         return f"Config({fields})"
 
 
+def _ascii_digits(text: str) -> bool:
+    """str.isdigit() alone is true for "²" and "١٣", and int() takes " 13", "1_3" and "١٣":
+    an option value is plain ASCII digits or nothing."""
+    return text.isascii() and text.isdigit()
+
+
 def _int(low: int, high: int) -> Callable[[str], int]:
     def convert(text: str) -> int:
-        try:
-            value = int(text, 10)
-        except ValueError:
-            raise ValueError("not a whole number") from None
+        if not _ascii_digits(text.removeprefix("-")):
+            raise ValueError("not a whole number")
+        value = int(text, 10)
         if not low <= value <= high:
             raise ValueError(f"must be from {low} to {high}")
         return value
@@ -125,9 +130,12 @@ def _seconds(text: str) -> float:
 
 
 def _port(text: str) -> str:
-    if not text or (text.isdigit() and not 1 <= int(text) <= 65535):
+    if not text or (_ascii_digits(text) and not 1 <= int(text) <= 65535):
         raise ValueError("must be a port number from 1 to 65535 or a service name")
-    if not text.isdigit() and not all(c.isalnum() or c in "-_" for c in text):
+    # Service names as /etc/services has them: ASCII letters, digits, '-' and '_'.
+    if not _ascii_digits(text) and not (
+        text.isascii() and all(c.isalnum() or c in "-_" for c in text)
+    ):
         raise ValueError("must be a port number or a service name such as 'daytime'")
     return text
 

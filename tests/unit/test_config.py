@@ -130,6 +130,13 @@ def test_help_wins_over_version_and_both_over_errors_after_them() -> None:
         (["--port", "0"], "port number"),
         (["--port", "65536"], "port number"),
         (["--port", "da ytime"], "service name"),
+        # Issue 11, defect 9: digits that str.isdigit() and int() take but a port is not.
+        (["--port", "\u00b2"], "service name"),
+        (["--port", "\u0661\u0663"], "service name"),
+        (["--port", "d\u00e1ytime"], "service name"),
+        (["--backlog", "\u0661\u0663"], "not a whole number"),
+        (["--backlog", " 13"], "not a whole number"),
+        (["--backlog", "1_3"], "not a whole number"),
         (["--backlog", "x"], "not a whole number"),
         (["--backlog", "0"], "from 1 to"),
         (["--max-children", "-1"], "from 1 to"),
