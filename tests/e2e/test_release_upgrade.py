@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .rig import CT_PATH, CTIME_LINE, TOOL_PACKAGES, Container, ensure_rootfs, find_mirror
+from .rig import CT_PATH, CTIME_LINE, TOOL_PACKAGES, Container, find_mirror
 
 
 def apt(ct: Container, *args: str, timeout: float = 1200) -> str:
@@ -49,8 +49,8 @@ def apt(ct: Container, *args: str, timeout: float = 1200) -> str:
 
 
 @pytest.fixture(scope="module")
-def bookworm(dist: Path) -> Iterator[Container]:
-    with Container(ensure_rootfs("bookworm"), binds_ro={dist: "/srv/debs"}) as ct:
+def bookworm(rootfses: dict[str, Path], dist: Path) -> Iterator[Container]:
+    with Container(rootfses["bookworm"], binds_ro={dist: "/srv/debs"}) as ct:
         yield ct
 
 
