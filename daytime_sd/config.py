@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from daytime_sd import __version__
-from daytime_sd.protocol import FormatError, resolve_format, validate_format
+from daytime_sd.protocol import DEFAULT_FORMAT, PRESETS, FormatError, validate_format
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing is slow to import, mypy honours both
 if TYPE_CHECKING:
@@ -22,6 +22,10 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_MAX_CHILDREN = 64
 DEFAULT_LINGER = 2.0
 DEFAULT_UDP_RATE = 5
+# The linger bound is a promise to the client, not a resource: a minute is more than any
+# client that means to close needs.  Stopping never waits for it (see lifecycle.py).
+MAX_LINGER = 60
+MAX_IDLE_TIMEOUT = 86400 * 365
 
 
 class UsageError(Exception):
@@ -34,71 +38,6 @@ class Exit(Exception):
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.text = text
-
-
-class Config:
-    """Every setting, defaulted; immutable once parsed.
-
-    A plain class, not a dataclass: ``dataclasses`` imports ``inspect`` and costs 14 ms,
-    which the per-connection path would pay on every connection.
-    """
-
-    __slots__ = (
-        "backlog",
-        "fork",
-        "format",
-        "given",
-        "idle_timeout",
-        "linger",
-        "listen",
-        "log_connections",
-        "log_level",
-        "max_children",
-        "port",
-        "udp",
-        "udp_rate",
-        "user",
-        "utc",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        *,
-        listen: tuple[str, ...] = (),
-        port: str = "daytime",
-        backlog: int | None = None,  # None: socket.SOMAXCONN, resolved where sockets are made
-        udp: bool = False,
-        format: str = "ctime",  # after parse(): always a strftime string, presets resolved
-        utc: bool = False,
-        fork: bool | None = None,  # None: fork when standalone, in-process when activated
-        max_children: int = DEFAULT_MAX_CHILDREN,
-        idle_timeout: float = 0.0,
-        linger: float = DEFAULT_LINGER,
-        udp_rate: int = DEFAULT_UDP_RATE,
-        user: str | None = None,
-        log_connections: bool = False,
-        log_level: str = "info",
-        given: frozenset[str] = frozenset(),  # the options named on the command line
-    ) -> None:
-        self.listen = listen
-        self.port = port
-        self.backlog = backlog
-        self.udp = udp
-        self.format = format
-        self.utc = utc
-        self.fork = fork
-        self.max_children = max_children
-        self.idle_timeout = idle_timeout
-        self.linger = linger
-        self.udp_rate = udp_rate
-        self.user = user
-        self.log_connections = log_connections
-        self.log_level = log_level
-        self.given = given
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"Config({fields})"
 
 
 def _ascii_digits(text: str) -> bool:
@@ -119,14 +58,17 @@ def _int(low: int, high: int) -> Callable[[str], int]:
     return convert
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("not a number of seconds") from None
-    if not math.isfinite(value) or value < 0 or value > 86400 * 365:
-        raise ValueError("must be from 0 to 31536000 seconds")
-    return value
+def _seconds(high: int) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError("not a number of seconds") from None
+        if not math.isfinite(value) or value < 0 or value > high:
+            raise ValueError(f"must be from 0 to {high} seconds")
+        return value
+
+    return convert
 
 
 def _port(text: str) -> str:
@@ -173,7 +115,7 @@ def _text(text: str) -> str:
 class Option:
     """One command-line option: its flag, where it goes and how its value is checked."""
 
-    __slots__ = ("const", "convert", "dest", "flag", "help", "metavar", "repeat")
+    __slots__ = ("const", "convert", "default", "dest", "flag", "help", "metavar", "repeat")
 
     def __init__(
         self,
@@ -182,10 +124,12 @@ class Option:
         help: str,
         metavar: str | None = None,  # None: a switch that takes no value
         convert: Callable[[str], object] | None = None,
+        default: object = None,
         const: object = True,
         repeat: bool = False,
     ) -> None:
         self.flag = flag
+        self.default = default
         self.dest = dest
         self.help = help
         self.metavar = metavar
@@ -202,6 +146,7 @@ OPTIONS: tuple[Option, ...] = (
         "(default: every address, 0.0.0.0 and ::)",
         "HOST",
         _host,
+        default=(),
         repeat=True,
     ),
     Option(
@@ -210,6 +155,7 @@ OPTIONS: tuple[Option, ...] = (
         "port number or service name when standalone (default: daytime, 13)",
         "PORT",
         _port,
+        default="daytime",
     ),
     Option(
         "--backlog",
@@ -218,15 +164,20 @@ OPTIONS: tuple[Option, ...] = (
         "N",
         _int(1, 65535),
     ),
-    Option("--udp", "udp", "standalone: also answer UDP datagrams on the same addresses"),
+    Option(
+        "--udp", "udp", "standalone: also answer UDP datagrams on the same addresses", default=False
+    ),
     Option(
         "--format",
         "format",
         "answer format: ctime (default), rfc867, rfc2822, iso8601, or a strftime(3) string",
         "FMT",
         _text,
+        default=DEFAULT_FORMAT,
     ),
-    Option("--utc", "utc", "render UTC instead of local time (local time honours TZ)"),
+    Option(
+        "--utc", "utc", "render UTC instead of local time (local time honours TZ)", default=False
+    ),
     Option("--fork", "fork", "fork a child per TCP connection (default when standalone)"),
     Option(
         "--no-fork",
@@ -241,6 +192,7 @@ OPTIONS: tuple[Option, ...] = (
         f"connections wait in the backlog (default: {DEFAULT_MAX_CHILDREN})",
         "N",
         _int(1, 65535),
+        default=DEFAULT_MAX_CHILDREN,
     ),
     Option(
         "--idle-timeout",
@@ -248,15 +200,17 @@ OPTIONS: tuple[Option, ...] = (
         "socket-activated: exit after SECONDS without a "
         "connection; systemd starts it again on the next one (default: 0, never)",
         "SECONDS",
-        _seconds,
+        _seconds(MAX_IDLE_TIMEOUT),
+        default=0.0,
     ),
     Option(
         "--linger",
         "linger",
         "after answering, read and discard client input for at most "
-        f"SECONDS before closing (default: {DEFAULT_LINGER:g})",
+        f"SECONDS (0 to {MAX_LINGER}) before closing (default: {DEFAULT_LINGER:g})",
         "SECONDS",
-        _seconds,
+        _seconds(MAX_LINGER),
+        default=DEFAULT_LINGER,
     ),
     Option(
         "--udp-rate",
@@ -265,6 +219,7 @@ OPTIONS: tuple[Option, ...] = (
         f"second (default: {DEFAULT_UDP_RATE})",
         "N",
         _int(1, 1_000_000),
+        default=DEFAULT_UDP_RATE,
     ),
     Option(
         "--user",
@@ -277,6 +232,7 @@ OPTIONS: tuple[Option, ...] = (
         "--log-connections",
         "log_connections",
         "log one line per connection with the remote address",
+        default=False,
     ),
     Option(
         "--log-level",
@@ -284,10 +240,59 @@ OPTIONS: tuple[Option, ...] = (
         "debug, info (default), warning or error",
         "LEVEL",
         _choice(LOG_LEVELS),
+        default="info",
     ),
     Option("--version", "version", "print the version and exit"),
     Option("--help", "help", "print this help and exit"),
 )
+# Settings that are not options of their own.
+_DERIVED: dict[str, object] = {"given": frozenset(), "preset": True}
+_ACTIONS = ("help", "version")  # options that act instead of setting something
+_DEFAULTS: dict[str, object] = {
+    **{o.dest: o.default for o in OPTIONS if o.dest not in _ACTIONS},
+    **_DERIVED,
+}
+
+
+class Config:
+    """Every setting, defaulted; immutable once parsed.
+
+    The attribute types are declared here for the type checker; names, defaults, flags and
+    help come from OPTIONS alone (the slots and the defaults are made from it below, and a
+    unit test checks the two agree).  A plain class, not a dataclass: ``dataclasses``
+    imports ``inspect``, which the per-connection path would pay for on every connection.
+    """
+
+    listen: tuple[str, ...]
+    port: str
+    backlog: int | None  # None: socket.SOMAXCONN, resolved where sockets are made
+    udp: bool
+    format: str  # after parse(): a strftime string, presets resolved
+    utc: bool
+    fork: bool | None  # None: fork when standalone, in-process when activated
+    max_children: int
+    idle_timeout: float
+    linger: float
+    udp_rate: int
+    user: str | None
+    log_connections: bool
+    log_level: str
+    given: frozenset[str]  # the options named on the command line
+    preset: bool  # --format named a built-in preset (validated by the test suite, not at start)
+
+    __slots__ = tuple(_DEFAULTS)
+
+    def __init__(self, **values: object) -> None:
+        for dest, default in _DEFAULTS.items():
+            setattr(self, dest, values.pop(dest, default))
+        if values:
+            raise TypeError(f"unknown settings: {', '.join(values)}")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _DEFAULTS)
+        return f"Config({fields})"
+
+
 _BY_FLAG = {option.flag: option for option in OPTIONS}
 
 
@@ -311,17 +316,16 @@ def help_text() -> str:
 
 
 def _lookup(flag: str) -> Option:
+    """The option named exactly ``flag``.
+
+    getopt_long(3) and argparse also take any unambiguous prefix (``--max``).  We do not:
+    an abbreviation in an admin's ``ExecStart=`` line would become ambiguous, and a usage
+    error, the day a later version adds an option with the same prefix.
+    """
     option = _BY_FLAG.get(flag)
-    if option is not None:
-        return option
-    # Unambiguous prefixes, as getopt_long and argparse allow.
-    matches = [o for f, o in _BY_FLAG.items() if f.startswith(flag) and len(flag) > 2]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        names = ", ".join(o.flag for o in matches)
-        raise UsageError(f"option {flag} is ambiguous ({names})")
-    raise UsageError(f"unknown option {flag}")
+    if option is None:
+        raise UsageError(f"unknown option {flag}")
+    return option
 
 
 def parse(argv: Sequence[str]) -> Config:
@@ -371,9 +375,15 @@ def parse(argv: Sequence[str]) -> Config:
     config = Config(given=frozenset(values))
     for dest, value in values.items():
         setattr(config, dest, value)
-    config.format = resolve_format(config.format)
-    try:
-        validate_format(config.format, config.utc)
-    except FormatError as err:
-        raise UsageError(f"--format: {err}") from None
+    preset = PRESETS.get(config.format)
+    if preset is not None:
+        # The presets are checked by the test suite in every zone it knows; rendering them
+        # 36 times here would be paid on every connection of the per-connection path.
+        config.format = preset
+    else:
+        config.preset = False
+        try:
+            validate_format(config.format, config.utc)
+        except FormatError as err:
+            raise UsageError(f"--format: {err}") from None
     return config

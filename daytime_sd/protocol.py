@@ -21,6 +21,9 @@ PRESETS: dict[str, str] = {
 }
 DEFAULT_FORMAT = "ctime"
 CRLF = b"\r\n"
+# RFC 867 sets no length.  We cap the line, CRLF included, so that a --format of any size
+# cannot make an answer that does not fit one small datagram or one segment.
+MAX_LINE = 512
 
 # Moments used to validate a format: every weekday and month name, AM and PM, both a
 # single- and a double-digit day, so a format that can render non-ASCII shows it at startup.
@@ -75,7 +78,7 @@ def render(fmt: str, when: float, utc: bool) -> bytes:
     """
     tm = time.gmtime(when) if utc else time.localtime(when)
     text = time.strftime(_expand_colon_z(fmt, tm), tm)
-    data = text.encode("ascii", "replace")
+    data = text.encode("ascii", "replace")[: MAX_LINE - 2]
     if not _printable(data):
         data = bytes(b if 0x20 <= b < 0x7F else 0x3F for b in data)
     return data + CRLF
@@ -89,6 +92,8 @@ def validate_format(fmt: str, utc: bool) -> None:
     """Reject a format that is empty or can render anything but printable ASCII."""
     if not fmt:
         raise FormatError("the format is empty")
+    if len(fmt) > MAX_LINE:  # before rendering: a huge format must not cost 36 huge renders
+        raise FormatError(f"the format is longer than {MAX_LINE} characters")
     for when in _PROBES:
         tm = time.gmtime(when) if utc else time.localtime(when)
         text = time.strftime(_expand_colon_z(fmt, tm), tm)
@@ -100,6 +105,8 @@ def validate_format(fmt: str, utc: bool) -> None:
             raise FormatError(f"format {fmt!r} renders non-ASCII text ({text!r})") from None
         if not _printable(data):
             raise FormatError(f"format {fmt!r} renders control characters ({text!r})")
+        if len(data) > MAX_LINE - 2:
+            raise FormatError(f"format {fmt!r} renders more than {MAX_LINE - 2} characters")
 
 
 class LineCache:
@@ -116,6 +123,10 @@ class LineCache:
         self._utc = utc
         self._second = -1
         self._line = b""
+
+    def invalidate(self) -> None:
+        """Render anew on the next call (the time zone was read again)."""
+        self._second = -1
 
     def line(self, when: float) -> bytes:
         second = int(when)

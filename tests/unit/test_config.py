@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from daytime_sd import __version__, config
-from daytime_sd.config import Exit, Option, UsageError, help_text, parse
+from daytime_sd.config import OPTIONS, Exit, Option, UsageError, help_text, parse
 from daytime_sd.protocol import PRESETS
 
 
@@ -45,9 +45,9 @@ def test_every_option() -> None:
     assert {"listen", "port", "udp", "user"} <= cfg.given
 
 
-def test_last_fork_switch_wins_and_prefixes_work() -> None:
+def test_last_fork_switch_wins() -> None:
     assert parse(["--no-fork", "--fork"]).fork is True
-    assert parse(["--idle", "3"]).idle_timeout == 3
+    assert parse(["--fork", "--no-fork"]).fork is False
     assert parse(["--port=daytime"]).port == "daytime"
 
 
@@ -67,7 +67,7 @@ HELP_OPTIONS = [
     ("--idle-timeout SECONDS", "socket-activated: exit after SECONDS without a connection; "
      "systemd starts it again on the next one (default: 0, never)"),
     ("--linger SECONDS", "after answering, read and discard client input for at most "
-     "SECONDS before closing (default: 2)"),
+     "SECONDS (0 to 60) before closing (default: 2)"),
     ("--udp-rate N", "UDP: answer at most N datagrams per source address per second "
      "(default: 5)"),
     ("--user USER", "standalone as root: after binding, drop to USER and its groups"),
@@ -145,7 +145,11 @@ def test_help_wins_over_version_and_both_over_errors_after_them() -> None:
         (["--linger", "inf"], "seconds"),
         (["--log-level", "loud"], "one of"),
         (["--utc=yes"], "takes no value"),
-        (["--l", "x"], "ambiguous"),
+        (["--l", "x"], "unknown option --l"),
+        (["--idle", "3"], "unknown option --idle"),
+        (["--linger", "60.5"], "from 0 to 60 seconds"),
+        (["--format", "%H" * 257], "longer than 512"),
+        (["--format", "%c" * 30], "renders more than 510"),
         (["--format", ""], "empty"),
         (["--format", "%H%n"], "control characters"),
         (["--format", "\u00e9t\u00e9 %H"], "non-ASCII"),
@@ -173,13 +177,13 @@ def test_whole_number_bounds_are_inclusive(flag: str, low: int, high: int) -> No
             parse([flag, str(outside)])
 
 
-@pytest.mark.parametrize("flag", ["--linger", "--idle-timeout"])
-def test_seconds_bounds_are_inclusive(flag: str) -> None:
+@pytest.mark.parametrize(("flag", "high"), [("--linger", 60), ("--idle-timeout", 31_536_000)])
+def test_seconds_bounds_are_inclusive(flag: str, high: int) -> None:
     dest = flag[2:].replace("-", "_")
     assert getattr(parse([flag, "0"]), dest) == 0
-    assert getattr(parse([flag, "31536000"]), dest) == 31_536_000
-    for outside in ("31536000.5", "31536001", "1e12", "-0.001"):
-        with pytest.raises(UsageError, match="must be from 0 to 31536000 seconds"):
+    assert getattr(parse([flag, str(high)]), dest) == high
+    for outside in (f"{high}.5", str(high + 1), "1e12", "-0.001"):
+        with pytest.raises(UsageError, match=f"must be from 0 to {high} seconds"):
             parse([flag, outside])
     with pytest.raises(UsageError, match="not a number of seconds"):
         parse([flag, "soon"])
@@ -218,6 +222,34 @@ def test_a_long_command_line() -> None:
         parse([*many, "--port"])
 
 
-def test_a_unique_prefix_is_that_option() -> None:
-    assert parse(["--max", "7"]).max_children == 7
-    assert parse(["--log-c"]).log_connections is True
+def test_no_abbreviations() -> None:
+    """A prefix that is unique today must not be accepted: a later option could share it."""
+    for flag in ("--max", "--log-c", "--list", "--ver", "--hel"):
+        with pytest.raises(UsageError, match=f"unknown option {flag}$"):
+            parse([flag, "7"] if flag == "--max" else [flag])
+
+
+def test_the_option_table_is_the_single_source_of_settings() -> None:
+    typed = set(config.Config.__annotations__)
+    assert set(config.Config.__slots__) == typed
+    for option in OPTIONS:
+        if option.dest not in ("help", "version"):
+            assert option.dest in typed, option.flag
+    assert config.Config().linger == config.DEFAULT_LINGER
+    assert config.Config(linger=1.0).linger == 1.0
+    with pytest.raises(TypeError, match="unknown settings: lingr"):
+        config.Config(lingr=1.0)
+
+
+def test_presets_skip_the_start_up_renders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Presets are trusted (test_protocol renders every one); a strftime string is checked."""
+
+    def refuse(fmt: str, utc: bool) -> None:
+        raise AssertionError(f"validate_format({fmt!r}) on a preset")
+
+    monkeypatch.setattr(config, "validate_format", refuse)
+    for name, fmt in PRESETS.items():
+        cfg = parse(["--format", name])
+        assert (cfg.format, cfg.preset) == (fmt, True)
+    with pytest.raises(AssertionError):
+        parse(["--format", "%H:%M"])

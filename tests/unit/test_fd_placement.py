@@ -1,4 +1,4 @@
-"""The wake-up pipe is placed above the descriptors a forked child closes (server._fd_from)."""
+"""The wake-up pipe is placed above the descriptors a forked child closes (loop.fd_from)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from daytime_sd.server import _fd_from
+from daytime_sd.loop import fd_from as _fd_from
 
 
 def test_a_descriptor_in_a_hole_below_is_moved_up_and_keeps_its_flags() -> None:

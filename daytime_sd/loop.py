@@ -1,0 +1,121 @@
+"""The event loop: one epoll set, the fd → handler table, timers, and signals as flags.
+
+Nothing here knows what it serves.  Handlers run when their fd is readable; after every
+round each timer (a callable taking the time and returning when it next wants to run) is
+called, and the loop sleeps until the earliest of them.  Signal handlers only record the
+signal and write to the wake-up pipe; the timers act on ``signals`` (PEP 475 retries the
+interrupted system calls for us).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing is slow to import, mypy honours both
+if TYPE_CHECKING:
+    import signal as _signal
+    from collections.abc import Callable, Iterable
+
+    Timer = Callable[[float], float]
+else:
+    import _signal  # not signal: that imports enum, which every forked child would copy
+
+IN = select.EPOLLIN
+FOREVER = float("inf")
+MAX_EVENTS = 256  # per poll: a flood on one fd cannot starve the timers
+
+
+def fd_from(fd: int, lowest: int) -> int:
+    """``fd``, moved to ``lowest`` or above if it lies below (it filled a hole there)."""
+    if fd >= lowest:
+        return fd
+    import fcntl  # only then
+
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, lowest)
+    os.close(fd)
+    return moved
+
+
+class Loop:
+    def __init__(self) -> None:
+        self.ep = select.epoll()
+        self.handlers: dict[int, Callable[[int], None]] = {}
+        self.timers: list[Timer] = []
+        self.signals: list[int] = []
+        self.running = False
+        self.wake_r = self.wake_w = -1
+
+    def add(self, fd: int, handler: Callable[[int], None], events: int = IN) -> None:
+        self.ep.register(fd, events)
+        self.handlers[fd] = handler
+
+    def remove(self, fd: int) -> None:
+        """Stop watching ``fd``; call it before closing a descriptor another process shares.
+
+        epoll watches the open file, not the number: a file a forked child still holds
+        would go on being reported after our close, for a number we no longer own.
+        """
+        if self.handlers.pop(fd, None) is not None:
+            self.ep.unregister(fd)
+
+    def open_wakeup(self, lowest: int) -> None:
+        """The signal wake-up pipe, at ``lowest`` or above (a forked child keeps it open)."""
+        pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_r, self.wake_w = (fd_from(fd, lowest) for fd in pipe)
+        self.add(self.wake_r, self._drain_wakeup)
+
+    def catch(self, signums: Iterable[int]) -> None:
+        _signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        for signum in signums:
+            _signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.signals.append(signum)
+
+    def take_signals(self) -> list[int]:
+        signals, self.signals = self.signals, []
+        return signals
+
+    def _drain_wakeup(self, _fd: int) -> None:
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def run(self, until: float = FOREVER) -> None:
+        """Poll and dispatch until ``stop()`` or the monotonic time ``until``."""
+        poll = self.ep.poll
+        handlers = self.handlers
+        timers = self.timers
+        monotonic = time.monotonic
+        self.running = True
+        wake = monotonic()
+        while self.running:
+            now = monotonic()
+            if now >= until:
+                break
+            # The ceiling rounding of epoll's millisecond timeout never wakes us early.
+            for fd, _events in poll(max(0.0, min(wake, until) - now), MAX_EVENTS):
+                handler = handlers.get(fd)
+                if handler is not None:
+                    handler(fd)
+            now = monotonic()
+            wake = FOREVER
+            for timer in timers:
+                due = timer(now)
+                if due < wake:
+                    wake = due
+        self.running = False
+
+    def stop(self) -> None:
+        self.running = False
+
+    def close(self) -> None:
+        self.ep.close()
+        for fd in (self.wake_r, self.wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self.wake_r = self.wake_w = -1
