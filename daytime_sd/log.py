@@ -46,6 +46,12 @@ def enabled(priority: int) -> bool:
 
 def log(priority: int, message: str, **fields: object) -> None:
     """Emit ``message``; ``fields`` become journal fields (upper-cased), ignored on stderr."""
+    _log(priority, message, fields)
+
+
+def _log(priority: int, message: str, fields: dict[str, object]) -> None:
+    """The one implementation; every public function calls it directly, so the frame two
+    levels up is always the one that logged."""
     global _send, _sink
     if priority > _threshold or _sink == "none":
         return
@@ -56,7 +62,19 @@ def log(priority: int, message: str, **fields: object) -> None:
 
                 _send = journal.send
             extra = {key.upper(): str(value) for key, value in fields.items()}
-            _send(message, PRIORITY=str(priority), SYSLOG_IDENTIFIER=IDENTIFIER, **extra)
+            # The caller's place, given: journal.send would otherwise walk the stack with
+            # traceback on every message, and find this file, not the one that logged.
+            caller = sys._getframe(2)
+            code = caller.f_code
+            _send(
+                message,
+                CODE_FILE=code.co_filename,
+                CODE_LINE=caller.f_lineno,
+                CODE_FUNC=code.co_name,
+                PRIORITY=str(priority),
+                SYSLOG_IDENTIFIER=IDENTIFIER,
+                **extra,
+            )
             return
         except Exception:  # no journal after all: fall back to stderr, never lose the line
             _sink = "stderr"
@@ -68,16 +86,16 @@ def log(priority: int, message: str, **fields: object) -> None:
 
 
 def error(message: str, **fields: object) -> None:
-    log(3, message, **fields)
+    _log(3, message, fields)
 
 
 def warning(message: str, **fields: object) -> None:
-    log(4, message, **fields)
+    _log(4, message, fields)
 
 
 def info(message: str, **fields: object) -> None:
-    log(6, message, **fields)
+    _log(6, message, fields)
 
 
 def debug(message: str, **fields: object) -> None:
-    log(7, message, **fields)
+    _log(7, message, fields)
