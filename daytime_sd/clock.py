@@ -1,0 +1,247 @@
+"""The kernel's view of its own clock: adjtimex(3) with ``modes = 0``, read-only.
+
+Loaded only for ``--format nist`` and ``--require-sync``; ctypes is imported on the first
+read, not with the module, so importing this for :class:`Watch` or :func:`describe` costs
+nothing.  glibc (2.32 and later: every supported release) implements ``adjtimex`` with the
+clock_adjtime(2) system call on CLOCK_REALTIME, so that is the one a seccomp filter must
+allow.  A read needs no privilege (a write needs CAP_SYS_TIME, which no unit grants), but a
+filter can refuse it: ``ProtectClock=yes`` makes it fail with EPERM (systemd issue #26413).
+
+*Synchronized* deliberately does not follow STA_UNSYNC (nor the TIME_ERROR state, which
+the kernel returns whenever STA_UNSYNC is set).  chronyd leaves STA_UNSYNC set on a
+disciplined clock unless ``rtcsync`` is configured, so that the kernel does not copy the
+system time to the RTC every 11 minutes; a flag-based answer would call such a clock
+unsynchronized for ever.  What the kernel itself maintains is ``maxerror``: whoever
+disciplines the clock sets it with each update, the kernel adds the 500 ppm tolerance to it
+every second, and at 16 s (NTP_PHASE_LIMIT) clamps it and sets STA_UNSYNC.  A clock is
+synchronized while ``maxerror`` is below 16 s: the rule systemd-timedated uses for
+"System clock synchronized" (systemd PR #13245) and the one these machines' TIME_ERROR,
+STA_UNSYNC, maxerror = 16 s state agrees with.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False  # typing and collections.abc cost memory every forked child copies
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+# adjtimex(2) return values (the clock state).
+TIME_OK = 0
+TIME_INS = 1  # insert a leap second at the end of this UTC day
+TIME_DEL = 2  # delete one
+TIME_OOP = 3  # the leap second is in progress
+TIME_WAIT = 4  # it has just happened
+TIME_ERROR = 5  # STA_UNSYNC (or a PPS/clock fault) is set
+STATE_NAMES = ("TIME_OK", "TIME_INS", "TIME_DEL", "TIME_OOP", "TIME_WAIT", "TIME_ERROR")
+
+# struct timex status bits (<linux/timex.h>).
+STA_PLL = 0x0001
+STA_INS = 0x0010
+STA_DEL = 0x0020
+STA_UNSYNC = 0x0040
+
+# The kernel's NTP_PHASE_LIMIT: where it clamps maxerror and declares the clock unsynchronized.
+MAXERROR_LIMIT_US = 16_000_000
+
+
+class KernelClock:
+    """One adjtimex() result: the state, the status bits and the two error figures (µs)."""
+
+    __slots__ = ("esterror_us", "maxerror_us", "state", "status")
+
+    def __init__(self, state: int, status: int, maxerror_us: int, esterror_us: int) -> None:
+        self.state = state
+        self.status = status
+        self.maxerror_us = maxerror_us
+        self.esterror_us = esterror_us
+
+    @property
+    def synchronized(self) -> bool:
+        """maxerror below the kernel's 16 s limit; see the module docstring for why not the flag."""
+        return self.maxerror_us < MAXERROR_LIMIT_US
+
+    @property
+    def leap(self) -> int:
+        """+1 if the kernel is armed to insert a leap second at the end of today, -1 delete."""
+        if self.status & STA_INS:
+            return 1
+        if self.status & STA_DEL:
+            return -1
+        return 0
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KernelClock):
+            return NotImplemented
+        return (self.state, self.status, self.maxerror_us, self.esterror_us) == (
+            other.state,
+            other.status,
+            other.maxerror_us,
+            other.esterror_us,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable slots, compared by value
+
+    def __repr__(self) -> str:
+        name = STATE_NAMES[self.state] if 0 <= self.state < len(STATE_NAMES) else str(self.state)
+        return (
+            f"KernelClock({name}, status={self.status:#x}, "
+            f"maxerror_us={self.maxerror_us}, esterror_us={self.esterror_us})"
+        )
+
+
+_adjtimex: Callable[[], KernelClock] | None = None
+
+
+def timex_type() -> type:
+    """struct timex as <linux/timex.h> lays it out, as a ctypes Structure.
+
+    The fields are C ``long`` and ``int`` in the kernel's order; ctypes applies the same
+    natural alignment as the C compiler (the 4 bytes after ``modes``, ``status`` and
+    ``shift`` on LP64), and the 11 reserved ints close the struct: 208 bytes on every
+    64-bit Linux (x86_64, aarch64, ppc64el, s390x, riscv64).  The same declaration matches
+    the legacy 32-bit ``long`` layout that glibc's ``adjtimex`` symbol takes on armhf/i386.
+    """
+    import ctypes
+
+    c_long, c_int = ctypes.c_long, ctypes.c_int
+
+    class Timex(ctypes.Structure):
+        _fields_ = (
+            ("modes", ctypes.c_uint),
+            ("offset", c_long),
+            ("freq", c_long),
+            ("maxerror", c_long),
+            ("esterror", c_long),
+            ("status", c_int),
+            ("constant", c_long),
+            ("precision", c_long),
+            ("tolerance", c_long),
+            ("time_sec", c_long),  # struct timeval
+            ("time_usec", c_long),
+            ("tick", c_long),
+            ("ppsfreq", c_long),
+            ("jitter", c_long),
+            ("shift", c_int),
+            ("stabil", c_long),
+            ("jitcnt", c_long),
+            ("calcnt", c_long),
+            ("errcnt", c_long),
+            ("stbcnt", c_long),
+            ("tai", c_int),
+            ("reserved", c_int * 11),
+        )
+
+    if ctypes.sizeof(c_long) == 8 and ctypes.sizeof(Timex) != 208:
+        raise OSError(0, "struct timex layout does not match this platform")
+    return Timex
+
+
+def bind(call: Callable[[object], int] | None = None) -> Callable[[], KernelClock]:
+    """A reader around libc's ``adjtimex`` (``call`` replaces it in tests)."""
+    import ctypes
+
+    timex = timex_type()
+    if call is None:
+        libc_adjtimex = ctypes.CDLL(None, use_errno=True).adjtimex
+        libc_adjtimex.argtypes = (ctypes.POINTER(timex),)
+        libc_adjtimex.restype = ctypes.c_int
+        call = libc_adjtimex
+
+    def adjtimex() -> KernelClock:
+        tx = timex()  # zeroed: modes = 0 reads and changes nothing
+        state = call(ctypes.byref(tx))
+        if state < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"adjtimex: {os.strerror(err)}")
+        return KernelClock(state, tx.status, tx.maxerror, tx.esterror)
+
+    return adjtimex
+
+
+def read() -> KernelClock:
+    """The kernel's clock state now.  Raises OSError (EPERM under ``ProtectClock=yes``)."""
+    global _adjtimex
+    if _adjtimex is None:
+        _adjtimex = bind()
+    return _adjtimex()
+
+
+def describe(clock: KernelClock | None) -> str:
+    """The STATUS= text.
+
+    The figure is maxerror, rounded up to a whole millisecond, not esterror: maxerror is a
+    bound the kernel keeps growing by itself (500 ppm a second) when updates stop, while
+    esterror is whatever the NTP daemon last wrote and stays small and stale after the
+    daemon dies.  "±N ms" must stay true without the daemon's help.
+    """
+    if clock is None:
+        return "clock state unknown (adjtimex failed)"
+    if not clock.synchronized:
+        return "clock NOT synchronized"
+    return f"clock synchronized (±{-(-clock.maxerror_us // 1000)} ms)"
+
+
+class Watch:
+    """The latest kernel clock state, read at most once per ``interval`` seconds.
+
+    Pure apart from the injected ``reader``: the caller passes the time, and learns from
+    :meth:`poll` when the state that gets logged changed (synchronized, not synchronized,
+    unreadable), so that it logs one line per change and not one per read.
+    """
+
+    __slots__ = ("_last", "_reader", "_state", "clock", "error", "interval")
+
+    def __init__(self, reader: Callable[[], KernelClock] = read, interval: float = 1.0) -> None:
+        self._reader = reader
+        self.interval = interval
+        self._last: float | None = None
+        self._state: str | None = None  # None until the first poll: the first one reports
+        self.clock: KernelClock | None = None  # None while the state cannot be read
+        self.error: OSError | None = None
+
+    @property
+    def synchronized(self) -> bool:
+        """What ``--require-sync`` asks: an unreadable clock counts as not synchronized."""
+        return self.clock is not None and self.clock.synchronized
+
+    def poll(self, now: float) -> bool:
+        """Read if ``interval`` has passed since the last read; True when the state changed.
+
+        The first poll always reads and reports.  A clock that went backwards (it was
+        stepped) also triggers a read, so a step back cannot stop the reads for its length.
+        """
+        last = self._last
+        if last is not None and 0 <= now - last < self.interval:
+            return False
+        self._last = now
+        try:
+            self.clock = self._reader()
+            self.error = None
+        except OSError as exc:
+            self.clock = None
+            self.error = exc
+        state = "unknown" if self.clock is None else str(self.clock.synchronized)
+        changed = state != self._state
+        self._state = state
+        return changed
+
+    def message(self) -> tuple[int, str]:
+        """(syslog priority, text) for the log line of a change: warning unless synchronized."""
+        if self.clock is None:
+            reason = os.strerror(self.error.errno) if self.error and self.error.errno else ""
+            return 4, "clock state unknown: adjtimex failed" + (f" ({reason})" if reason else "")
+        text = describe(self.clock)
+        if self.clock.synchronized:
+            return 6, text
+        return 4, f"{text} (maxerror {self.clock.maxerror_us // 1000} ms, {self.state_name})"
+
+    @property
+    def state_name(self) -> str:
+        clock = self.clock
+        if clock is None:
+            return "unknown"
+        if 0 <= clock.state < len(STATE_NAMES):
+            return STATE_NAMES[clock.state]
+        return str(clock.state)
