@@ -10,7 +10,11 @@ idle RSS (Accept=no), and compares Accept=yes with spawning a bare
 ``/usr/bin/python3 -c``.
 
 Writes NAME.md (the tables), NAME.json (raw figures of every run) and NAME.png
-(chart) to bench/results/ (NAME is ``latest``, or ``smoke`` with --smoke).
+(chart) to bench/results/ (NAME is ``latest``, or ``smoke`` with --smoke).  Their first
+line after the title, and the last line on stdout, says whether the machine was quiet
+(load average, other processes' CPU, steal: see QUIET_*); the figures of a run that was
+NOT QUIET are not to be published.  Also costs, under this Python, the imports that
+tests/integration/test_import_budget.py keeps off the per-connection path.
 
 Rerun: ``make bench`` or ``.venv/bin/python bench/run.py [--duration S] [--repeats N]
 [--servers a,b,...]``; ``--smoke`` is the 0.3-second, one-repeat version that
@@ -570,6 +574,142 @@ def loadgen(
     return result
 
 
+# --------------------------------------------------------------------------- a quiet machine?
+
+# On a loaded machine every server runs at part speed and the ratios between them shrink
+# towards 1 (issue 11: a published ratio above 1 was below 1 on a quiet machine).  So each
+# run says whether the machine was quiet, and one that misses any of these thresholds is
+# labelled NOT QUIET in its output (stdout, NAME.md, NAME.json) and must not be published:
+QUIET_LOAD = 0.5  # 1-minute load average when run.py starts, before it has run anything
+# CPU time of processes that are not the bench's, in % of all CPUs' time: in the sample
+# before the run, over the whole run, and in every cell.
+QUIET_OTHERS_PCT = 5.0
+QUIET_STEAL_PCT = 1.0  # time the hypervisor gave to other guests, % of all CPUs' time
+QUIET_SAMPLE_S = 2.0  # the sample before the first cell (0.5 s with --smoke)
+PF_KTHREAD = 0x00200000  # /proc/PID/stat flags: a kernel thread
+
+
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+class CpuSnapshot:
+    """The machine's CPU counters (/proc/stat) and the time used by processes not ours.
+
+    Not ours: neither run.py nor its descendants (servers, their children, the load
+    generator), nor kernel threads (they do the loopback work the bench itself causes).
+    Each process's figure includes its reaped children, so the short-lived processes of
+    another job (a compiler, a test run) show in the parent that reaped them.
+    """
+
+    __slots__ = ("at", "others", "stat")
+
+    def __init__(self) -> None:
+        self.at = time.monotonic()
+        # user nice system idle iowait irq softirq steal (guest is counted in user)
+        cpu = Path("/proc/stat").read_text().split("\n", 1)[0]
+        self.stat = [int(x) for x in cpu.split()[1:9]]
+        procs: dict[int, tuple[int, int, int]] = {}  # pid -> (ppid, flags, clock ticks)
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                text = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            fields = text.rsplit(")", 1)[1].split()
+            ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+            procs[int(entry)] = (int(fields[1]), int(fields[6]), ticks)
+        kids: dict[int, list[int]] = {}
+        for pid, (ppid, _flags, _ticks) in procs.items():
+            kids.setdefault(ppid, []).append(pid)
+        ours, todo = {os.getpid()}, [os.getpid()]
+        while todo:
+            for kid in kids.get(todo.pop(), []):
+                ours.add(kid)
+                todo.append(kid)
+        self.others = sum(
+            ticks
+            for pid, (_ppid, flags, ticks) in procs.items()
+            if pid not in ours and not flags & PF_KTHREAD
+        )
+
+
+def usage(a: CpuSnapshot, b: CpuSnapshot) -> Json:
+    """What happened on the machine between two snapshots, in % of all CPUs' time."""
+    total = sum(b.stat) - sum(a.stat)
+    if total <= 0:
+        return {"seconds": round(b.at - a.at, 2), "others_pct": 0.0, "steal_pct": 0.0,
+                "busy_pct": 0.0, "others_ticks": 0, "steal_ticks": 0}  # fmt: skip
+    idle = (b.stat[3] + b.stat[4]) - (a.stat[3] + a.stat[4])
+    others, steal = max(0, b.others - a.others), b.stat[7] - a.stat[7]
+    return {
+        "seconds": round(b.at - a.at, 2),
+        "others_pct": round(100 * others / total, 1),
+        "steal_pct": round(100 * steal / total, 1),
+        "busy_pct": round(100 * (total - idle) / total, 1),
+        # In clock ticks (1/100 s, usually): one tick in a 0.3 s smoke cell is 1.7%.
+        "others_ticks": others,
+        "steal_ticks": steal,
+    }
+
+
+def quietness(load_start: float, before: Json, run: Json, raw: dict[str, Json]) -> Json:
+    """The verdict, with its reasons, and the one line that says it."""
+    cells = [
+        (f"{key} {cell}", r["quiet"])
+        for key, server in raw.items()
+        for cell, runs in server.get("runs", {}).items()
+        for r in runs
+        if "quiet" in r
+    ]
+    noisy = [  # a single clock tick is not a verdict on a short cell
+        f"{name} ({u['others_pct']:.0f}% others, {u['steal_pct']:.1f}% steal)"
+        for name, u in cells
+        if (u["others_pct"] > QUIET_OTHERS_PCT and u["others_ticks"] > 1)
+        or (u["steal_pct"] > QUIET_STEAL_PCT and u["steal_ticks"] > 1)
+    ]
+    steal = max(before["steal_pct"], run["steal_pct"])
+    reasons = []
+    if load_start > QUIET_LOAD:
+        reasons.append(f"load average {load_start:.2f} at the start > {QUIET_LOAD}")
+    for when, u in (("before the run", before), ("over the run", run)):
+        if u["others_pct"] > QUIET_OTHERS_PCT:
+            reasons.append(
+                f"other processes {u['others_pct']:.1f}% of the CPU {when} > {QUIET_OTHERS_PCT:g}%"
+            )
+    if steal > QUIET_STEAL_PCT:
+        reasons.append(f"steal {steal:.1f}% > {QUIET_STEAL_PCT:g}%")
+    if noisy:
+        more = f", and {len(noisy) - 3} more" if len(noisy) > 3 else ""
+        reasons.append(f"{len(noisy)} of {len(cells)} cells: {', '.join(noisy[:3])}{more}")
+    figures = (
+        f"load {load_start:.2f}, steal {steal:.1f}%, other processes "
+        f"{before['others_pct']:.1f}% of the CPU before the run and {run['others_pct']:.1f}% "
+        "over it"
+    )
+    if reasons:
+        why = "; ".join(reasons)
+        line = f"machine: NOT QUIET ({figures}) — do not publish these figures: {why}"
+    else:
+        line = f"machine: quiet ({figures})"
+    return {
+        "quiet": not reasons,
+        "line": line,
+        "reasons": reasons,
+        "load_start": load_start,
+        "load_end": load_average(),  # includes the bench's own load: for the record only
+        "before": before,
+        "run": run,
+        "noisy_cells": noisy,
+        "thresholds": {
+            "load": QUIET_LOAD,
+            "others_pct": QUIET_OTHERS_PCT,
+            "steal_pct": QUIET_STEAL_PCT,
+        },
+    }
+
+
 # --------------------------------------------------------------------------- measurements
 
 
@@ -607,7 +747,9 @@ def bench_servers(
                         # A process per connection at c=64 takes seconds per connection.
                         tmo = 15000 if s.spawn else 2000
                         secs = talk_s if talk else duration
+                        snap = CpuSnapshot()
                         res = loadgen(s.proto, port, conc, threads, secs, tmo, talk)
+                        res["quiet"] = usage(snap, CpuSnapshot())
                         res["server_cpu_pct"] = round(
                             100 * (proc_cpu(proc.pid) - cpu0) / res["duration_s"], 1
                         )
@@ -755,6 +897,72 @@ def time_to_ready(runs: int, idle_s: float) -> Json:
     }
 
 
+# What tests/integration/test_import_budget.py keeps off the per-connection path and out of
+# the fork parent, and the package's own per-connection import, costed under this Python:
+# the figures that source comments must not quote (they drift from one Python to the next).
+IMPORT_COST_MODULES = (
+    "socket", "enum", "typing", "re", "argparse", "dataclasses", "functools", "collections",
+    "inspect", "logging", "subprocess", "threading", "systemd.daemon", "systemd.journal",
+    "sdnotify", "daytime_sd.cli",
+)  # fmt: skip
+# In the child: resident pages before and after one import statement, and a mark on stderr
+# that separates the interpreter's start-up imports from that statement's.
+IMPORT_PROBE = (
+    "import sys\n"
+    "a = int(open('/proc/self/statm').read().split()[1])\n"
+    "sys.stderr.write('-- mark --\\n'); sys.stderr.flush()\n"
+    "import {module}\n"
+    "b = int(open('/proc/self/statm').read().split()[1])\n"
+    "print(b - a)\n"
+)
+
+
+def import_costs(runs: int) -> Json:
+    """module -> median wall time of ``import module`` (-X importtime) and RSS it adds,
+    under ``python3 -S`` with dist-packages on the path (as the launcher has it); plus what
+    the site module costs a start (``python3 -c pass`` against ``python3 -S -c pass``)."""
+    env = server_environ(py_env())
+    env["PYTHONPATH"] += ":/usr/lib/python3/dist-packages"
+    page_kb = os.sysconf("SC_PAGE_SIZE") / 1024
+    out: Json = {}
+    for module in IMPORT_COST_MODULES:
+        ms: list[float] = []
+        kb: list[float] = []
+        argv = [PYTHON, "-S", "-X", "importtime", "-c", IMPORT_PROBE.format(module=module)]
+        for i in range(runs + 1):  # the first run only warms caches
+            r = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=30)
+            if r.returncode != 0:
+                out[module] = {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
+                break
+            after = r.stderr.split("-- mark --\n", 1)[1]
+            rows = [ln.split("|") for ln in after.splitlines() if ln.startswith("import time:")]
+            indents = [len(row[2]) - len(row[2].lstrip()) for row in rows]
+            top = min(indents, default=0)
+            us = sum(int(row[1]) for row, ind in zip(rows, indents, strict=True) if ind == top)
+            if i > 0:
+                ms.append(us / 1000)
+                kb.append(int(r.stdout) * page_kb)
+        else:
+            out[module] = {
+                "import_ms": round(statistics.median(ms), 2),
+                "rss_kb": round(statistics.median(kb)),
+                "runs": runs,
+            }
+    starts: dict[str, list[float]] = {"site": [], "-S": []}
+    for i in range(runs + 1):
+        for key, flags in (("site", []), ("-S", ["-S"])):
+            t0 = time.perf_counter()
+            subprocess.run([PYTHON, *flags, "-c", "pass"], env=env, cwd=REPO, check=True)
+            if i > 0:
+                starts[key].append((time.perf_counter() - t0) * 1000)
+    out["site (python3 -c pass minus python3 -S -c pass)"] = {
+        "import_ms": round(statistics.median(starts["site"]) - statistics.median(starts["-S"]), 2),
+        "rss_kb": None,
+        "runs": runs,
+    }
+    return out
+
+
 # --------------------------------------------------------------------------- reporting
 
 
@@ -838,10 +1046,13 @@ def markdown(
     ready: Json | None,
     trows: list[Json],
     meta: Json,
+    imports: Json | None = None,
 ) -> str:
     cells = [cell_name(*c) for c in CELLS]
     out: list[str] = []
     out.append(f"## daytime benchmark — {meta['date']}, {meta['host']}")
+    out.append("")
+    out.append(meta["machine"]["line"])
     out.append("")
     out.append(
         f"{meta['cpus']} CPUs, kernel {meta['kernel']}, {meta['duration_s']} s per cell, "
@@ -888,6 +1099,16 @@ def markdown(
         "the server process and its reaped children per answered connection, the figure "
         "least disturbed by other load on the machine. errors: summed over all cells and "
         "runs of the table (talkative cell excluded)."
+    )
+    out.append("")
+    out.append(
+        "machine: quiet or NOT QUIET. Quiet means a 1-minute load average of at most "
+        f"{QUIET_LOAD} when the bench started, processes other than the bench's (and their "
+        f"reaped children; kernel threads excluded) using at most {QUIET_OTHERS_PCT:g}% of "
+        f"all CPUs' time in a {meta['machine']['before']['seconds']:g} s sample before the "
+        "first cell, over the whole run and in every cell, and at most "
+        f"{QUIET_STEAL_PCT:g}% of the CPU time stolen by the hypervisor (/proc/stat). "
+        "Figures from a run that was not quiet are not to be published."
     )
     out.append("")
     if ready:
@@ -965,6 +1186,27 @@ def markdown(
             "what the server does around it."
         )
         out.append("")
+    if imports:
+        out.append(
+            f"### Import costs under Python {meta['python']} (python3 -S, median of "
+            f"{next(iter(imports.values())).get('runs', 0)})"
+        )
+        out.append("")
+        out.append(
+            "What tests/integration/test_import_budget.py keeps off the per-connection path "
+            "and out of the fork parent would cost each process (a module's dependencies "
+            "included); daytime_sd.cli is the per-connection path's own import."
+        )
+        out.append("")
+        out.append("| import | ms | RSS KB |")
+        out.append("|---|---:|---:|")
+        for module, x in imports.items():
+            if "error" in x:
+                out.append(f"| {module} | — | {x['error']} |")
+                continue
+            rss = "—" if x["rss_kb"] is None else f"{x['rss_kb']:,}"
+            out.append(f"| {module} | {x['import_ms']:.2f} | {rss} |")
+        out.append("")
     out.append("Settings of the references:")
     out.append("")
     for s in servers:
@@ -1038,6 +1280,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if a.smoke:
         a.duration, a.repeats, a.ready_runs = SMOKE_SECONDS, 1, 3
         a.talk_seconds = min(a.talk_seconds, SMOKE_SECONDS)
+    a.quiet_sample = 0.5 if a.smoke else QUIET_SAMPLE_S
     a.name = a.name or ("smoke" if a.smoke else "latest")
     return a
 
@@ -1045,6 +1288,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
     started = time.monotonic()
+    load_start = load_average()  # before building or starting anything
     build_c()
     if a.no_fetch:
         inetds: dict[str, Path] = {}
@@ -1073,6 +1317,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if s.unavailable:
             log(f"skip {s.key}: {s.unavailable}")
 
+    log(f"quiet check: {a.quiet_sample:g} s sample before the first cell")
+    snap = CpuSnapshot()
+    time.sleep(a.quiet_sample)
+    run_start = CpuSnapshot()
+    before = usage(snap, run_start)
     logdir = BUILD / "logs"
     raw = bench_servers(servers, a.duration, a.repeats, logdir, a.talk_seconds)
     summary = summarize(raw)
@@ -1080,6 +1329,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not dsd_missing and shutil.which(SSA) and (not a.servers or "dsd-inproc" in a.servers):
         log(f"start to READY=1: {a.ready_runs} runs")
         ready = time_to_ready(a.ready_runs, 0.3 if a.smoke else 1.0)
+    imports: Json | None = None
+    if not dsd_missing:
+        log("import costs")
+        imports = import_costs(1 if a.smoke else 5)
+    machine = quietness(load_start, before, usage(run_start, CpuSnapshot()), raw)
     trows = targets(summary, ready)
     uname = os.uname()
     meta: Json = {
@@ -1093,8 +1347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "smoke": a.smoke,
         "cells": [cell_name(*c) for c in CELLS],
         "udp_rate": UDP_RATE,
+        "machine": machine,
     }
-    md = markdown(servers, raw, summary, ready, trows, meta)
+    md = markdown(servers, raw, summary, ready, trows, meta, imports)
     a.out.mkdir(parents=True, exist_ok=True)
     png = a.out / f"{a.name}.png"
     chart_err = chart(servers, summary, png)
@@ -1104,6 +1359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "summary": summary,
         "raw": raw,
         "ready": ready,
+        "imports": imports,
         "targets": [] if a.smoke else trows,
     }
     (a.out / f"{a.name}.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -1112,6 +1368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Wrote {a.out / (a.name + '.md')}, {a.out / (a.name + '.json')}", end="")
     print(f", {png}" if not chart_err else f"; {chart_err}")
     print(f"Elapsed {meta['elapsed_s']} s.")
+    print(machine["line"])  # last, where it is seen
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,11 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+FIGURES = (
+    r"\(load [\d.]+, steal [\d.]+%, other processes [\d.]+% of the CPU before the run and "
+    r"[\d.]+% over it\)"
+)
+QUIET_LINE = rf"machine: (quiet {FIGURES}|NOT QUIET {FIGURES} — do not publish these figures: .+)"
 
 
 @pytest.fixture(autouse=True)
@@ -39,9 +45,22 @@ def test_bench_smoke(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| server |" in proc.stdout, proc.stdout[-3000:]
-    assert (tmp_path / "smoke.md").read_text().startswith("## daytime benchmark")
+    md = (tmp_path / "smoke.md").read_text()
+    assert md.startswith("## daytime benchmark")
 
     doc: dict[str, Any] = json.loads((tmp_path / "smoke.json").read_text())
+    # Issue 11: every run says whether the machine was quiet, right under the title of the
+    # results and as the last line on stdout, so that a loaded run is never published.
+    machine: dict[str, Any] = doc["meta"]["machine"]
+    line = machine["line"]
+    assert re.fullmatch(QUIET_LINE, line), line
+    assert md.splitlines()[2] == line, md[:1000]
+    assert proc.stdout.rstrip("\n").splitlines()[-1] == line, proc.stdout[-1000:]
+    assert line.startswith("machine: quiet (") == machine["quiet"] == (not machine["reasons"])
+    for scope in ("before", "run"):
+        assert 0 <= machine[scope]["others_pct"] <= 100, machine
+        assert 0 <= machine[scope]["steal_pct"] <= 100, machine
+    assert machine["before"]["seconds"] > 0, machine
     raw: dict[str, Any] = doc["raw"]
     ran = {k: v for k, v in raw.items() if not v.get("skipped")}
     # The C references need only gcc, the bare Python fork server only python3: they always run.
@@ -52,3 +71,4 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert len(server["runs"]) >= 4, (key, server["runs"].keys())
         assert sum(r["connections"] for r in runs) > 0, key
         assert all(r["errors"]["bad_line"] == 0 for r in runs), key
+        assert all(0 <= r["quiet"]["others_pct"] <= 100 for r in runs), key  # every cell
