@@ -72,6 +72,7 @@ class Acceptor:
         self.children = children
         self.log_connections = log_connections
         self.listening = False
+        self.skipped = -1  # a readable listener the rule gave no room to (see tick)
         self.stopping = False
         self.paused_until = 0.0
         self.out_of_fds = False
@@ -99,7 +100,16 @@ class Acceptor:
             self.paused_until = 0.0
         want = self.room(now) > 0
         if want != self.listening and self.listeners:
-            for fd in self.listeners:
+            order = list(self.listeners)
+            if want and self.skipped in self.listeners:
+                # epoll reports ready descriptors in the order they were registered: the
+                # listener that found no room last time goes first, or with room for one
+                # connection at a time (fork mode at --max-children) the first listener
+                # would take every turn and the second would starve.
+                order.remove(self.skipped)
+                order.insert(0, self.skipped)
+                self.skipped = -1
+            for fd in order:
                 if want:
                     self.loop.add(fd, self.on_readable)
                 else:
@@ -133,6 +143,8 @@ class Acceptor:
         room = self.room(now)
         if room > 0:
             self.accept(fd, min(self.queued(fd) or 1, room), now)
+        elif self.skipped < 0:
+            self.skipped = fd
 
     def accept(self, fd: int, count: int, now: float) -> int:
         """Accept and answer up to ``count``; how many were taken off the queue, -1 at its end.

@@ -105,6 +105,26 @@ def _unset(env: MutableMapping[str, str]) -> None:
         env.pop(key, None)
 
 
+def _listen_fds() -> dict[int, str]:
+    """sd_listen_fds_with_names(3) through python-systemd, as {fd: name}.
+
+    python-systemd's documented ``systemd.daemon.listen_fds_with_names`` wraps the C binding
+    ``systemd._daemon._listen_fds_with_names``; daemon.py also does ``from socket import
+    AF_UNSPEC``, which loads socket and enum on every Accept=yes connection.  So we call the
+    same libsystemd function through the binding directly, and fall back to daemon.py
+    should a python-systemd release ever drop the private name.
+    """
+    try:
+        from systemd._daemon import LISTEN_FDS_START as start
+        from systemd._daemon import _listen_fds_with_names as listen
+    except ImportError:
+        from systemd import daemon
+
+        return dict(daemon.listen_fds_with_names(unset_environment=True))
+    count, *names = listen(True)
+    return {start + i: names[i] for i in range(count)}
+
+
 def from_systemd(env: MutableMapping[str, str]) -> Sockets | None:
     """The sockets systemd passed to this process, or None if there are none for us."""
     if "LISTEN_PID" not in env and "LISTEN_FDS" not in env:
@@ -112,10 +132,8 @@ def from_systemd(env: MutableMapping[str, str]) -> Sockets | None:
     if not _check_systemd_env(env):
         _unset(env)  # meant for another process: do not pass it on to ours either
         return None
-    from systemd import daemon
-
     try:
-        fds = daemon.listen_fds_with_names(unset_environment=True)
+        fds = _listen_fds()
     except OSError as err:
         raise ActivationError(f"sockets from systemd are unusable: {err.strerror}") from None
     _unset(env)  # python-systemd unsets os.environ's C copy; keep the mapping in step
@@ -128,12 +146,23 @@ def from_systemd(env: MutableMapping[str, str]) -> Sockets | None:
     return sockets
 
 
-def from_inetd() -> Sockets | None:
-    """fd 0 as inetd, xinetd or ``StandardInput=socket`` hands it over, if it is a socket."""
+def from_inetd(standalone_asked: bool = False) -> Sockets | None:
+    """fd 0 as inetd, xinetd or ``StandardInput=socket`` hands it over, if it is one.
+
+    daemon(7) and inetd say only "a socket on fd 0".  We are stricter: an IPv4 or IPv6
+    socket there is inetd's, but a unix socket is also what a supervisor or a parent's
+    socketpair leaves on stdin (Node's child_process does), so it counts only when the
+    command line does not ask for standalone listening.
+    """
     try:
         if not stat.S_ISSOCK(os.fstat(0).st_mode):
             return None
+        probe = _socket.socket(fileno=0)
+        family = probe.family
+        probe.detach()
     except OSError:
+        return None
+    if family not in (_socket.AF_INET, _socket.AF_INET6) and standalone_asked:
         return None
     sockets = Sockets("inetd")
     sockets.add(0)
@@ -141,13 +170,26 @@ def from_inetd() -> Sockets | None:
 
 
 def guard_stdio() -> None:
-    """Point stdout and stderr at /dev/null where they are a network connection.
+    """Make fds 0, 1 and 2 safe to use: open, and never a network connection.
 
-    inetd hands the client over as fds 0, 1 and 2, and ``StandardInput=socket`` makes
-    stdout the client too: nothing written there by accident (a usage error, a warning, a
-    traceback) may reach a client as part of its answer.  Unix sockets (the journal, a
-    supervisor's log pipe) are left alone.
+    A closed standard fd (``daytime-sd 2>&-``) would be taken by the first socket we open,
+    and a message meant for stderr would go to a client, or a forked child would keep a
+    listener open; Python has also set ``sys.stderr`` to None then.  So a closed one is
+    opened on /dev/null.  inetd hands the client over as fds 0, 1 and 2, and
+    ``StandardInput=socket`` makes stdout the client too: nothing written there by accident
+    (a usage error, a warning, a traceback) may reach a client as part of its answer, so
+    stdout and stderr that are IPv4 or IPv6 sockets are pointed at /dev/null as well.  Unix
+    sockets (the journal, a supervisor's log pipe) are left alone.
     """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:  # closed: the lowest free number, so open() returns exactly fd
+            opened = os.open(os.devnull, os.O_RDWR)
+            if opened != fd:  # cannot happen (the lower ones are open by now); be sure
+                os.dup2(opened, fd)
+                os.close(opened)
+            _rebind(fd)
     null = -1
     try:
         for fd in (1, 2):
@@ -162,14 +204,29 @@ def guard_stdio() -> None:
             if family in (_socket.AF_INET, _socket.AF_INET6):
                 if null < 0:
                     null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-                os.dup2(null, fd)
+                os.dup2(null, fd)  # dup2 clears close-on-exec: it stays what fd 1/2 was
     finally:
         if null >= 0:
             os.close(null)
 
 
-def detect(env: MutableMapping[str, str] | None = None) -> Sockets | None:
+def _rebind(fd: int) -> None:
+    """Give Python a stream again for a standard fd that was closed at start."""
+    import sys
+
+    stream = open(fd, "r" if fd == 0 else "w", closefd=False)  # noqa: SIM115  # for good
+    if fd == 0:
+        sys.stdin = stream
+    elif fd == 1:
+        sys.stdout = stream
+    else:
+        sys.stderr = stream
+
+
+def detect(
+    env: MutableMapping[str, str] | None = None, standalone_asked: bool = False
+) -> Sockets | None:
     """Sockets we were given, or None when we must listen ourselves."""
     if env is None:
         env = os.environ
-    return from_systemd(env) or from_inetd()
+    return from_systemd(env) or from_inetd(standalone_asked)

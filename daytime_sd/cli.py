@@ -83,13 +83,11 @@ def serve(cfg: config.Config, sockets: Sockets | None) -> int:
                 return fail(str(err))
         activated = False
     else:
-        ignored = [f"--{name.replace('_', '-')}" for name in STANDALONE_ONLY if name in cfg.given]
-        if ignored:
-            log.warning(f"{', '.join(ignored)} ignored: the sockets come from {sockets.source}")
         listeners = sockets.listeners
         datagrams = sockets.datagrams
         activated = True
     fork = cfg.fork if cfg.fork is not None else not activated
+    log.info(f"sockets from {sockets.source if sockets else 'our own listeners (standalone)'}")
     server = Server(cfg, listeners, datagrams, fork=fork, activated=activated, notifier=Notifier())
     return server.run()
 
@@ -105,12 +103,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.setup("error", "stderr")
         return fail(f"{err} (see --help)", EXIT_USAGE)
     log.setup(cfg.log_level)
+    asked = [f"--{name.replace('_', '-')}" for name in STANDALONE_ONLY if name in cfg.given]
     try:
-        sockets = activation.detect(os.environ)
+        sockets = activation.detect(os.environ, standalone_asked=bool(asked))
     except ActivationError as err:
         return fail(f"{err}; is the socket unit (or inetd.conf) configured right?")
     except ImportError as err:
         return missing(err)
+    if sockets is not None and asked:
+        log.warning(f"{', '.join(asked)} ignored: the sockets come from {sockets.source}")
     try:
         if sockets is not None and sockets.connections:
             answer_connections(cfg, sockets)

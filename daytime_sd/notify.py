@@ -127,3 +127,10 @@ class Notifier:
 
     def stopping(self, status: str) -> None:
         self._send(f"STOPPING=1\nSTATUS={safe_status(status)}", wait=1.0)
+
+    def close(self) -> None:
+        """After STOPPING=1: nothing more to say."""
+        if self._socket is not None:
+            self._socket.close()
+        self._socket = None
+        self._sender = None

@@ -188,6 +188,7 @@ class Server:
         for sock in self.sockets:
             sock.close()
         loop.close()
+        self.notifier.close()
         return 0
 
     def _stopped(self, now: float) -> float:

@@ -68,13 +68,9 @@ FORBIDDEN = (
 # Loaded today where systemd passes sockets (Accept=yes, Accept=no), marked rather than
 # dropped from the list.  The check below fails once the importer is gone from such a path,
 # so that the entry goes too.
-KNOWN_DEFECTS = {
-    "systemd.daemon": (
-        "python3-systemd's systemd.daemon does `from socket import AF_UNSPEC`, which loads "
-        "socket, enum, selectors, collections and functools, only to read LISTEN_FDS (which "
-        "activation.py validates itself already)"
-    ),
-}
+# Modules excused on the systemd paths, with the reason; empty since activation.py calls
+# python-systemd's C binding instead of systemd.daemon (which imported socket and enum).
+KNOWN_DEFECTS: dict[str, str] = {}
 # By design, and only under NOTIFY_SOCKET: sdnotify (issue 11 defect 4: it stays) imports socket.
 WITH_NOTIFY = {"sdnotify": "sdnotify imports socket; it is loaded only when NOTIFY_SOCKET is set"}
 
