@@ -16,7 +16,7 @@ APT_PACKAGES := python3 python3-venv python3-systemd python3-sdnotify systemd gi
 # Tools only the tests and linters use; they live in a venv on top of Debian's python3.
 PIP_PACKAGES := pytest hypothesis ruff mypy
 
-.PHONY: all deps run test test-unstable lint unit soak bench bench-systemd deb clean mutants
+.PHONY: all deps run query test test-unstable lint unit soak bench bench-systemd deb clean mutants
 all: test
 
 deps: $(VENV)/.stamp
@@ -36,9 +36,15 @@ $(VENV)/.stamp: Makefile
 	touch $@
 
 # Standalone service in the foreground on an unprivileged loopback port.
-# Query it with:  nc 127.0.0.1 1313   (or: python3 -m daytime_sd.client 127.0.0.1 1313)
+# Query it from another terminal with `make query` (HOST=localhost PORT=13 for the package).
 run: deps
 	$(PYTHON) -m daytime_sd --listen 127.0.0.1 --port $(PORT) --log-connections
+
+# One TCP query, printed as the client receives it; needs nothing but Debian's python3.
+HOST ?= 127.0.0.1
+query:
+	@$(PYTHON) -c 'import socket, sys; s = socket.create_connection(("$(HOST)", $(PORT)), 5); \
+		sys.stdout.write(s.makefile("rb").read().decode("ascii", "replace"))'
 
 lint: deps
 	$(VENV)/bin/ruff check daytime_sd tests bench

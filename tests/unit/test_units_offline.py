@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from daytime_sd import server
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT_DIR = REPO / "systemd"
@@ -182,6 +185,20 @@ def test_accept_no_services(service: str) -> None:
     assert "--idle-timeout" in last(unit, "Service.ExecStart")
     socket = service.replace(".service", ".socket")
     assert last(unit, "Install.Also") == socket
+
+
+def test_the_accept_no_service_sets_its_descriptor_limit() -> None:
+    """Issue 11 defect 10: ~@resources forbids setrlimit, so the unit must set the limit
+    the lingering clients need; the soft default of 1024 gave room for 752."""
+    unit = parse_unit(UNIT_DIR / "daytime.service")
+    assert "@resources" in " ".join(unit["Service.SystemCallFilter"])
+    limit = int(last(unit, "Service.LimitNOFILE"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, max(hard, limit)))
+        assert server.max_lingering() >= 8192
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_per_connection_service() -> None:
