@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daytime_sd import __version__, config
+from daytime_sd import __version__, config, options
 from daytime_sd.config import OPTIONS, Exit, Option, UsageError, help_text, parse
 from daytime_sd.protocol import PRESETS
 
@@ -235,7 +235,7 @@ def test_the_option_table_is_the_single_source_of_settings() -> None:
     for option in OPTIONS:
         if option.dest not in ("help", "version"):
             assert option.dest in typed, option.flag
-    assert config.Config().linger == config.DEFAULT_LINGER
+    assert config.Config().linger == options.DEFAULT_LINGER
     assert config.Config(linger=1.0).linger == 1.0
     with pytest.raises(TypeError, match="unknown settings: lingr"):
         config.Config(lingr=1.0)
