@@ -101,14 +101,14 @@ def test_help_and_version() -> None:
 
 def test_help_puts_a_long_option_on_a_line_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     long = Option("--a-very-long-option-name", "x", "what it does", "VALUE")
-    monkeypatch.setattr(config, "OPTIONS", (long,))
+    monkeypatch.setattr(options, "OPTIONS", (long,))
     lines = help_text().split("\n")
     assert lines[6:8] == ["  --a-very-long-option-name VALUE", f"  {' ' * 24}what it does"]
     exactly_24 = Option("--twenty-four-chars-", "x", "fits?", "NNN")  # 24 with the value
-    monkeypatch.setattr(config, "OPTIONS", (exactly_24,))
+    monkeypatch.setattr(options, "OPTIONS", (exactly_24,))
     assert help_text().split("\n")[6:8] == ["  --twenty-four-chars- NNN", f"  {' ' * 24}fits?"]
     short = Option("--twenty-three-chars NN", "x", "fits", None)  # 23: on one line
-    monkeypatch.setattr(config, "OPTIONS", (short,))
+    monkeypatch.setattr(options, "OPTIONS", (short,))
     assert help_text().split("\n")[6:8] == ["  --twenty-three-chars NN fits", ""]
 
 
