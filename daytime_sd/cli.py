@@ -44,9 +44,18 @@ def missing(err: ImportError) -> int:
 def answer_connections(cfg: config.Config, sockets: Sockets) -> None:
     """Accept=yes / inetd ``nowait``: each connection we were handed gets its line."""
     from daytime_sd.answer import answer_once
-    from daytime_sd.protocol import render
+    from daytime_sd.protocol import NIST_FORMAT, render
 
-    line = render(cfg.format, time.time(), cfg.utc)
+    if cfg.format == NIST_FORMAT or cfg.require_sync:
+        from daytime_sd.sync import ClockSync
+
+        sync = ClockSync(cfg)
+        sync.poll(time.monotonic(), quiet=True)
+        line = sync.render(int(time.time()))
+        if not line:
+            log.warning(f"{sync.status()}; --require-sync: closing without an answer")
+    else:
+        line = render(cfg.format, time.time(), cfg.utc)
     for conn in sockets.connections:
         if cfg.log_connections:
             from daytime_sd.netaddr import format_endpoint, split

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from daytime_sd import __version__
 from daytime_sd.options import _BY_FLAG, OPTIONS, PROG, Option, help_text
-from daytime_sd.protocol import PRESETS, FormatError, validate_format
+from daytime_sd.protocol import NIST_FORMAT, PRESETS, FormatError, validate_format
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing is slow to import, mypy honours both
 if TYPE_CHECKING:
@@ -54,6 +54,8 @@ class Config:
     udp: bool
     format: str  # after parse(): a strftime string, presets resolved
     utc: bool
+    nist_label: str
+    require_sync: bool
     fork: bool | None  # None: fork when standalone, in-process when activated
     max_children: int
     idle_timeout: float
@@ -139,7 +141,9 @@ def parse(argv: Sequence[str]) -> Config:
     for dest, value in values.items():
         setattr(config, dest, value)
     preset = PRESETS.get(config.format)
-    if preset is not None:
+    if config.format == NIST_FORMAT:
+        pass  # not strftime: nist.py lays it out, always in UTC
+    elif preset is not None:
         # The presets are checked by the test suite in every zone it knows; rendering them
         # 36 times here would be paid on every connection of the per-connection path.
         config.format = preset

@@ -12,6 +12,11 @@ import math
 from daytime_sd import __version__
 from daytime_sd.protocol import DEFAULT_FORMAT
 
+# nist.py's, written here too so that the per-connection path need not import nist.py
+# (test_nist checks that they agree).
+NIST_DEFAULT_LABEL = "UTC(HOST)"
+NIST_LABEL = "UTC(NIST)"
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing is slow to import, mypy honours both
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -99,6 +104,12 @@ def _text(text: str) -> str:
     return text
 
 
+def _label(text: str) -> str:
+    from daytime_sd.nist import check_label  # only when the option is given
+
+    return check_label(text)
+
+
 class Option:
     """One command-line option: its flag, where it goes and how its value is checked."""
 
@@ -157,13 +168,29 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--format",
         "format",
-        "answer format: ctime (default), rfc867, rfc2822, iso8601, or a strftime(3) string",
+        "answer format: ctime (default), rfc867, rfc2822, iso8601, nist, or a strftime(3) string",
         "FMT",
         _text,
         default=DEFAULT_FORMAT,
     ),
     Option(
         "--utc", "utc", "render UTC instead of local time (local time honours TZ)", default=False
+    ),
+    Option(
+        "--nist-label",
+        "nist_label",
+        f"--format nist: the label field (default: {NIST_DEFAULT_LABEL}; {NIST_LABEL} claims "
+        "the time comes from NIST)",
+        "LABEL",
+        _label,
+        default=NIST_DEFAULT_LABEL,
+    ),
+    Option(
+        "--require-sync",
+        "require_sync",
+        "answer only while the kernel says the clock is synchronized (TCP: close with no "
+        "line; UDP: no reply)",
+        default=False,
     ),
     Option("--fork", "fork", "fork a child per TCP connection (default when standalone)"),
     Option(

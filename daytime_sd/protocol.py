@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import time
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing is slow to import, mypy honours both
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 PRESETS: dict[str, str] = {
     # The seed's classic ctime(3)-like line: "Tue Nov 24 06:05:00 2026".
     "ctime": "%a %b %d %H:%M:%S %Y",
@@ -19,6 +23,9 @@ PRESETS: dict[str, str] = {
     # ISO 8601 extended form with a colon in the offset: "2026-11-24T06:05:00+00:00".
     "iso8601": "%Y-%m-%dT%H:%M:%S%:z",
 }
+# NIST's daytime layout (nist.py): not a strftime string, it also says how good the
+# clock is, so it is rendered by sync.py from the kernel's state.
+NIST_FORMAT = "nist"
 DEFAULT_FORMAT = "ctime"
 CRLF = b"\r\n"
 # RFC 867 sets no length.  We cap the line, CRLF included, so that a --format of any size
@@ -116,11 +123,12 @@ class LineCache:
     localtime on each of them would be most of its work.
     """
 
-    __slots__ = ("_fmt", "_line", "_second", "_utc")
+    __slots__ = ("_fmt", "_line", "_second", "_source", "_utc")
 
-    def __init__(self, fmt: str, utc: bool) -> None:
+    def __init__(self, fmt: str, utc: bool, source: Callable[[int], bytes] | None = None) -> None:
         self._fmt = fmt
         self._utc = utc
+        self._source = source  # renders instead of strftime (sync.py: NIST, --require-sync)
         self._second = -1
         self._line = b""
 
@@ -131,6 +139,7 @@ class LineCache:
     def line(self, when: float) -> bytes:
         second = int(when)
         if second != self._second:
-            self._line = render(self._fmt, second, self._utc)
+            source = self._source
+            self._line = render(self._fmt, second, self._utc) if source is None else source(second)
             self._second = second
         return self._line

@@ -21,6 +21,7 @@ from daytime_sd.closing import CleanClose
 from daytime_sd.loop import FOREVER, Loop
 from daytime_sd.netaddr import format_endpoint
 from daytime_sd.protocol import LineCache
+from daytime_sd.sync import ClockSync
 from daytime_sd.udp import DatagramResponder
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing is slow to import, mypy honours both
@@ -67,7 +68,9 @@ class Server:
         self.fork = fork
         self.linger = config.linger
         self.idle = config.idle_timeout if activated else 0.0
-        self.cache = LineCache(config.format, config.utc)
+        self.sync = ClockSync(config)
+        source = self.sync.render if self.sync.needed_per_connection else None
+        self.cache = LineCache(config.format, config.utc, source)
         self.sockets = [*listeners, *datagrams]
         self.loop = loop = Loop()
         # A forked child closes the epoll set, the listeners and the datagram sockets: all
@@ -96,9 +99,10 @@ class Server:
 
     def status_line(self) -> str:
         busy = f", {len(self.children.pids)} children" if self.children else ""
+        clock = self.sync.status()
         return (
             f"Serving {self.describe()}; {self.acceptor.served} TCP connections and "
-            f"{self.udp.answered} datagrams answered{busy}"
+            f"{self.udp.answered} datagrams answered{busy}{'; ' + clock if clock else ''}"
         )
 
     def _busy(self) -> bool:
@@ -129,16 +133,19 @@ class Server:
         self.udp.on_readable(fd)
 
     def _tick(self, now: float) -> float:
-        """Signals, STATUS, the watchdog and the idle timeout."""
+        """Signals, the clock's state, STATUS, the watchdog and the idle timeout."""
         if self.loop.signals:
             self._signals()
+        if self.sync.poll(now):  # reads at most once a second; logs a change
+            self.cache.invalidate()  # H, or --require-sync's silence, follows at once
+            self.next_status = now  # and STATUS= says so
         if now >= self.next_watchdog:
             self.notifier.watchdog()
             self.next_watchdog = now + (self.notifier.watchdog_interval or FOREVER)
         if now >= self.next_status:
             self.notifier.status(self.status_line())
             self.next_status = now + 1.0
-        wake = min(self.next_status, self.next_watchdog)
+        wake = min(self.next_status, self.next_watchdog, now + self.sync.watch.interval)
         if self.idle:
             idle_at = max(self.acceptor.last_activity, self.last_datagram) + self.idle
             if now >= idle_at and not self._busy():

@@ -13,6 +13,8 @@ import re
 import time
 from collections.abc import Callable
 
+from daytime_sd import clock, nist
+
 from .rig import CTIME_LINE, Container, listening
 
 ACCEPT_YES = "/etc/systemd/system/daytime.socket.d/50-accept.conf"
@@ -412,3 +414,33 @@ def test_9_log_connections_reach_the_journal_with_remote_fields(ct: Container) -
         port = str(e["REMOTE_PORT"])
         assert port.isdigit() and 0 < int(port) < 65536, e
         assert str(e["REMOTE_ADDR"]) in str(e["MESSAGE"]), e
+
+
+NIST_LINE = re.compile(
+    r"^(\d{5}) (\d\d)-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d) (\d\d) ([012]) ([0-4]) +0\.0 "
+    r"UTC\(HOST\) \*\r\n$"
+)
+
+
+def test_10_nist_format_reads_the_kernel_clock_under_the_shipped_units(ct: Container) -> None:
+    """Issue 12: --format nist set with a drop-in answers in NIST's layout, and H is what
+    the kernel's state says: the hardened unit can read it (STATUS= names the state,
+    not "unknown").  The kernel's NTP state is the host's, read here directly."""
+    expected = clock.read()
+    ct.write_file(
+        "/etc/systemd/system/daytime.service.d/50-nist.conf",
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/daytime-sd --idle-timeout 0 --format nist\n",
+    )
+    ct.systemctl("daemon-reload")
+    ct.systemctl("enable", "--now", "daytime.socket")
+    line = ct.query("tcp", "127.0.0.1")
+    m = NIST_LINE.match(line)
+    assert m, repr(line)
+    assert int(m.group(10)) == nist.health(expected), (line, expected)
+    want = "clock synchronized" if expected.synchronized else "clock NOT synchronized"
+    ct.wait_for(
+        "STATUS= with the clock state",
+        lambda: want in ct.systemctl("show", "-p", "StatusText", "daytime.service"),
+    )
+    journal = ct.journal("-u", "daytime.service")
+    assert "adjtimex failed" not in journal, journal
