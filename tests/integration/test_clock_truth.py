@@ -10,7 +10,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -63,6 +62,20 @@ def udp_answer(port: int, timeout: float = 1.0) -> bytes | None:
             return None
 
 
+def inetd_answer(argv: list[str]) -> tuple[bytes, subprocess.CompletedProcess[bytes]]:
+    """Run ``argv`` with a connected TCP socket as stdin (inetd ``nowait``): what the
+    client received before EOF, and the process."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    with server, socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        conn, _ = server.accept()
+        with conn:
+            proc = subprocess.run(
+                argv, stdin=conn.fileno(), capture_output=True, env=base_env(), timeout=30
+            )
+        return read_to_eof(client), proc
+
+
 # -- NIST's layout, with H from this machine's kernel --------------------------------------
 
 
@@ -84,17 +97,8 @@ def test_nist_in_process_and_in_status() -> None:
 
 
 def test_nist_per_connection_inetd() -> None:
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-    with server, socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        conn, _ = server.accept()
-        with conn:
-            proc = subprocess.run(
-                [PYTHON, "-m", "daytime_sd", "--format", "nist"], stdin=conn.fileno(),
-                capture_output=True, env=base_env(), timeout=30,
-            )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
-        line = read_to_eof(client)
+    line, proc = inetd_answer([PYTHON, "-m", "daytime_sd", "--format", "nist"])
+    assert proc.returncode == 0, proc.stderr
     m = NIST_LINE.match(line)
     assert m and int(m.group(1)) == expected_health(), line
 
@@ -154,17 +158,9 @@ def test_require_sync_is_silent_while_unsynchronized_and_answers_once_synchroniz
 def test_require_sync_per_connection_closes_without_a_line(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.write_text("unsynced")
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-    with server, socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        conn, _ = server.accept()
-        with conn:
-            proc = subprocess.run(
-                [*fake(state), PYTHON, "-m", "daytime_sd", "--require-sync"], stdin=conn.fileno(),
-                capture_output=True, env=base_env(), timeout=30,
-            )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
-        assert read_to_eof(client) == b""
+    line, proc = inetd_answer([*fake(state), PYTHON, "-m", "daytime_sd", "--require-sync"])
+    assert proc.returncode == 0, proc.stderr
+    assert line == b""
     assert b"closing without an answer" in proc.stderr, proc.stderr
 
 
@@ -178,4 +174,3 @@ def test_the_fake_clock_wrapper_runs_the_real_service(tmp_path: Path) -> None:
         line = query("127.0.0.1", port)
     m = NIST_LINE.match(line)
     assert m and m.group(1) == b"0", line  # H 0: maxerror 20 ms
-    assert sys.executable
