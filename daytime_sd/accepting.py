@@ -51,6 +51,9 @@ TRANSIENT = frozenset(
 )
 RESOURCE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _TCP_INFO = getattr(_socket, "TCP_INFO", 11)
+_STREAM = _socket.SOCK_STREAM
+_SHUT_WR = _socket.SHUT_WR
+_SEND_FLAGS = _socket.MSG_DONTWAIT | _socket.MSG_MORE  # MSG_MORE: the line leaves with the FIN
 
 
 class Acceptor:
@@ -96,6 +99,8 @@ class Acceptor:
 
     def tick(self, now: float) -> float:
         """Keep the listeners in the epoll set exactly while ``room`` allows accepting."""
+        if self.listening and self.children is None and not (self.paused_until or self.stopping):
+            return FOREVER  # in-process and accepting: nothing the rule could change
         if self.paused_until and now >= self.paused_until:
             self.paused_until = 0.0
         want = self.room(now) > 0
@@ -156,42 +161,50 @@ class Acceptor:
         family = self.families[fd]
         line = self.cache.line(time.time())
         self.last_activity = now
-        closer = self.closer
-        children = self.children
+        answered = self.closer.answered
+        spawn = self.children.spawn if self.children is not None else None
+        make = _socket.socket
         taken = 0
-        for _ in range(count or 1):
-            try:
-                conn_fd, addr = listener._accept()  # type: ignore[attr-defined]  # no object yet
-            except BlockingIOError:
-                return taken or -1
-            except OSError as err:
-                if err.errno in TRANSIENT:
-                    continue
-                self._failed(err, now)
-                return -1
-            taken += 1
-            if self.out_of_fds:
-                self.out_of_fds = False
-                if self.shortage_logged:
-                    self.shortage_logged = False
-                    log.info("descriptors available again; accepting connections")
-            self.served += 1
-            if self.log_connections:
-                host, port = split(addr)
-                log.info(
-                    f"connection from {format_endpoint(addr)}", remote_addr=host, remote_port=port
-                )
-            conn = _socket.socket(family, _socket.SOCK_STREAM, 0, conn_fd)
-            if children is None or not children.spawn(conn, line):
+        try:
+            for _ in range(count or 1):
                 try:
-                    # A fresh socket buffer takes a line at once, so this never blocks.
-                    conn.send(line, _socket.MSG_DONTWAIT | _socket.MSG_MORE)
-                    conn.shutdown(_socket.SHUT_WR)
-                except OSError:
-                    conn.close()
-                    continue
-            closer.answered(conn, now)
-        return taken
+                    conn_fd, addr = listener._accept()  # type: ignore[attr-defined]  # no object
+                except BlockingIOError:
+                    return taken or -1
+                except OSError as err:
+                    if err.errno in TRANSIENT:
+                        continue
+                    self._failed(err, now)
+                    return -1
+                taken += 1
+                if self.out_of_fds:
+                    self._fds_again()
+                if self.log_connections:
+                    self._log(addr)
+                conn = make(family, _STREAM, 0, conn_fd)
+                if spawn is None or not spawn(conn, line):
+                    try:
+                        # A fresh socket buffer takes a line at once: this never blocks.
+                        conn.send(line, _SEND_FLAGS)
+                        conn.shutdown(_SHUT_WR)
+                    except OSError:
+                        conn.close()
+                        continue
+                answered(conn, now)
+            return taken
+        finally:
+            self.served += taken
+
+    def _fds_again(self) -> None:
+        self.out_of_fds = False
+        if self.shortage_logged:
+            self.shortage_logged = False
+            log.info("descriptors available again; accepting connections")
+
+    @staticmethod
+    def _log(addr: object) -> None:
+        host, port = split(addr)
+        log.info(f"connection from {format_endpoint(addr)}", remote_addr=host, remote_port=port)
 
     def _failed(self, err: OSError, now: float) -> None:
         """Out of descriptors (or an error accept(2) does not document): never a busy loop.

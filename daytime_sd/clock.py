@@ -1,11 +1,12 @@
 """The kernel's view of its own clock: adjtimex(3) with ``modes = 0``, read-only.
 
-Loaded only for ``--format nist`` and ``--require-sync``; ctypes is imported on the first
-read, not with the module, so importing this for :class:`Watch` or :func:`describe` costs
-nothing.  glibc (2.32 and later: every supported release) implements ``adjtimex`` with the
-clock_adjtime(2) system call on CLOCK_REALTIME, so that is the one a seccomp filter must
-allow.  A read needs no privilege (a write needs CAP_SYS_TIME, which no unit grants), but a
-filter can refuse it: ``ProtectClock=yes`` makes it fail with EPERM (systemd issue #26413).
+The loop modes read it once a second, a per-connection process only for ``--format nist``
+and ``--require-sync``; ``_ctypes`` is imported on the first read, not with the module, so
+importing this for :class:`Watch` or :func:`describe` costs nothing.  glibc (2.32 and
+later: every supported release) implements ``adjtimex`` with the clock_adjtime(2) system
+call on CLOCK_REALTIME, so that is the one a seccomp filter must allow.  A read needs no
+privilege (a write needs CAP_SYS_TIME, which no unit grants), but a filter can refuse it:
+``ProtectClock=yes`` makes it fail with EPERM (systemd issue #26413).
 
 *Synchronized* deliberately does not follow STA_UNSYNC (nor the TIME_ERROR state, which
 the kernel returns whenever STA_UNSYNC is set).  chronyd leaves STA_UNSYNC set on a
@@ -94,68 +95,72 @@ class KernelClock:
 _adjtimex: Callable[[], KernelClock] | None = None
 
 
-def timex_type() -> type:
-    """struct timex as <linux/timex.h> lays it out, as a ctypes Structure.
+def timex_layout(long_size: int) -> dict[str, int]:
+    """Byte offsets in struct timex (<linux/timex.h>) of the fields we read, and its size.
 
-    The fields are C ``long`` and ``int`` in the kernel's order; ctypes applies the same
-    natural alignment as the C compiler (the 4 bytes after ``modes``, ``status`` and
-    ``shift`` on LP64), and the 11 reserved ints close the struct: 208 bytes on every
-    64-bit Linux (x86_64, aarch64, ppc64el, s390x, riscv64).  The same declaration matches
-    the legacy 32-bit ``long`` layout that glibc's ``adjtimex`` symbol takes on armhf/i386.
+    ``modes`` is an unsigned int, padded to the alignment of the ``long`` fields that follow
+    (offset, freq, maxerror, esterror), then the int ``status``.  The whole struct is 208
+    bytes on every 64-bit Linux; a buffer of ``size`` bytes is more than enough everywhere.
     """
-    import ctypes
-
-    c_long, c_int = ctypes.c_long, ctypes.c_int
-
-    class Timex(ctypes.Structure):
-        _fields_ = (
-            ("modes", ctypes.c_uint),
-            ("offset", c_long),
-            ("freq", c_long),
-            ("maxerror", c_long),
-            ("esterror", c_long),
-            ("status", c_int),
-            ("constant", c_long),
-            ("precision", c_long),
-            ("tolerance", c_long),
-            ("time_sec", c_long),  # struct timeval
-            ("time_usec", c_long),
-            ("tick", c_long),
-            ("ppsfreq", c_long),
-            ("jitter", c_long),
-            ("shift", c_int),
-            ("stabil", c_long),
-            ("jitcnt", c_long),
-            ("calcnt", c_long),
-            ("errcnt", c_long),
-            ("stbcnt", c_long),
-            ("tai", c_int),
-            ("reserved", c_int * 11),
-        )
-
-    if ctypes.sizeof(c_long) == 8 and ctypes.sizeof(Timex) != 208:
-        raise OSError(0, "struct timex layout does not match this platform")
-    return Timex
+    return {
+        "modes": 0,
+        "maxerror": 3 * long_size,
+        "esterror": 4 * long_size,
+        "status": 5 * long_size,
+        "size": 64 * long_size,
+    }
 
 
 def bind(call: Callable[[object], int] | None = None) -> Callable[[], KernelClock]:
-    """A reader around libc's ``adjtimex`` (``call`` replaces it in tests)."""
-    import ctypes
+    """A reader around libc's ``adjtimex`` (``call`` replaces it in tests).
 
-    timex = timex_type()
+    Through ``_ctypes``, the C half of ctypes, not ``ctypes`` itself: ctypes' Python half
+    costs the serving process (and every forked child's page tables) several times the
+    memory of the few lines below (bench/: Import costs).
+    """
+    import _ctypes
+    import sys
+
+    class Long(_ctypes._SimpleCData):  # type: ignore[type-arg]
+        _type_ = "l"
+
+    class Int(_ctypes._SimpleCData):  # type: ignore[type-arg]
+        _type_ = "i"
+
+    at = timex_layout(_ctypes.sizeof(Long))
+
+    class Buffer(_ctypes.Array):  # type: ignore[type-arg]
+        _type_ = Long
+        _length_ = at["size"] // _ctypes.sizeof(Long)
+
     if call is None:
-        libc_adjtimex = ctypes.CDLL(None, use_errno=True).adjtimex
-        libc_adjtimex.argtypes = (ctypes.POINTER(timex),)
-        libc_adjtimex.restype = ctypes.c_int
-        call = libc_adjtimex
+
+        class Function(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = Int
+
+        libc = _ctypes.dlopen(None, 0x102)  # type: ignore[arg-type]  # RTLD_GLOBAL|RTLD_NOW: our libc
+        call = Function(_ctypes.dlsym(libc, "adjtimex"))
+    order = sys.byteorder
+
+    def field(raw: bytes, name: str, size: int) -> int:
+        start = at[name]
+        return int.from_bytes(raw[start : start + size], order, signed=True)
 
     def adjtimex() -> KernelClock:
-        tx = timex()  # zeroed: modes = 0 reads and changes nothing
-        state = call(ctypes.byref(tx))
+        tx = Buffer()  # zeroed: modes = 0 reads and changes nothing
+        state = call(_ctypes.byref(tx))
         if state < 0:
-            err = ctypes.get_errno()
+            err = _ctypes.get_errno()
             raise OSError(err, f"adjtimex: {os.strerror(err)}")
-        return KernelClock(state, tx.status, tx.maxerror, tx.esterror)
+        raw = bytes(memoryview(tx).cast("B"))
+        size = _ctypes.sizeof(Long)
+        return KernelClock(
+            state,
+            field(raw, "status", 4),
+            field(raw, "maxerror", size),
+            field(raw, "esterror", size),
+        )
 
     return adjtimex
 

@@ -89,6 +89,7 @@ class Server:
             loop.add(sock.fileno(), self._on_datagram)
         self.stop_reason = ""
         self.next_status = self.next_watchdog = FOREVER
+        self.next_clock = 0.0  # the first read: in the first round after READY
 
     # -- addresses and status --------------------------------------------------------------
 
@@ -136,16 +137,18 @@ class Server:
         """Signals, the clock's state, STATUS, the watchdog and the idle timeout."""
         if self.loop.signals:
             self._signals()
-        if self.sync.poll(now):  # reads at most once a second; logs a change
-            self.cache.invalidate()  # H, or --require-sync's silence, follows at once
-            self.next_status = now  # and STATUS= says so
+        if now >= self.next_clock:
+            self.next_clock = now + self.sync.watch.interval
+            if self.sync.poll(now):  # a change is logged
+                self.cache.invalidate()  # H, or --require-sync's silence, follows at once
+                self.next_status = now  # and STATUS= says so
         if now >= self.next_watchdog:
             self.notifier.watchdog()
             self.next_watchdog = now + (self.notifier.watchdog_interval or FOREVER)
         if now >= self.next_status:
             self.notifier.status(self.status_line())
             self.next_status = now + 1.0
-        wake = min(self.next_status, self.next_watchdog, now + self.sync.watch.interval)
+        wake = min(self.next_status, self.next_watchdog, self.next_clock)
         if self.idle:
             idle_at = max(self.acceptor.last_activity, self.last_datagram) + self.idle
             if now >= idle_at and not self._busy():

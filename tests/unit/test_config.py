@@ -57,9 +57,13 @@ HELP_OPTIONS = [
     ("--port PORT", "port number or service name when standalone (default: daytime, 13)"),
     ("--backlog N", "listen(2) backlog when standalone (default: SOMAXCONN)"),
     ("--udp", "standalone: also answer UDP datagrams on the same addresses"),
-    ("--format FMT", "answer format: ctime (default), rfc867, rfc2822, iso8601, or a "
+    ("--format FMT", "answer format: ctime (default), rfc867, rfc2822, iso8601, nist, or a "
      "strftime(3) string"),
     ("--utc", "render UTC instead of local time (local time honours TZ)"),
+    ("--nist-label LABEL", "--format nist: the label field (default: UTC(HOST); UTC(NIST) "
+     "claims the time comes from NIST)"),
+    ("--require-sync", "answer only while the kernel says the clock is synchronized (TCP: "
+     "close with no line; UDP: no reply)"),
     ("--fork", "fork a child per TCP connection (default when standalone)"),
     ("--no-fork", "answer in the server process (default when socket-activated)"),
     ("--max-children N", "fork mode: at most N children at once; further connections wait "
