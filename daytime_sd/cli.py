@@ -96,8 +96,8 @@ def serve(cfg: config.Config, sockets: Sockets | None) -> int:
         datagrams = sockets.datagrams
         activated = True
     fork = cfg.fork if cfg.fork is not None else not activated
-    log.info(f"sockets from {sockets.source if sockets else 'our own listeners (standalone)'}")
-    server = Server(cfg, listeners, datagrams, fork=fork, activated=activated, notifier=Notifier())
+    source = f"sockets from {sockets.source}" if sockets else "standalone"
+    server = Server(cfg, listeners, datagrams, fork, activated, Notifier(), source)
     return server.run()
 
 

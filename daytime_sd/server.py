@@ -63,14 +63,16 @@ class Server:
         fork: bool,
         activated: bool,
         notifier: Notifier,
+        source: str = "standalone",  # how we were started, for the log: the mode chosen
     ) -> None:
         self.notifier = notifier
+        self.source = source
         self.fork = fork
         self.linger = config.linger
         self.idle = config.idle_timeout if activated else 0.0
         self.sync = ClockSync(config)
-        source = self.sync.render if self.sync.needed_per_connection else None
-        self.cache = LineCache(config.format, config.utc, source)
+        render = self.sync.render if self.sync.needed_per_connection else None
+        self.cache = LineCache(config.format, config.utc, render)
         self.sockets = [*listeners, *datagrams]
         self.loop = loop = Loop()
         # A forked child closes the epoll set, the listeners and the datagram sockets: all
@@ -120,7 +122,7 @@ class Server:
             loop.timers.insert(0, self.children.tick)
         self.acceptor.tick(time.monotonic())
         self.notifier.ready(self.status_line())
-        log.info(f"serving {self.describe()}")
+        log.info(f"serving {self.describe()}; {self.source}")
         now = time.monotonic()
         self.next_status = now + 1.0  # STATUS= at most once a second
         if self.notifier.watchdog_interval:

@@ -187,13 +187,19 @@ def test_with_journal_stream_set_messages_go_to_the_journal_with_fields() -> Non
             entries = journal.entries(timeout=3.0)
             assert svc.proc.poll() is None
         messages = {e.get("MESSAGE", ""): e for e in entries}
-        serving = messages[f"serving tcp 127.0.0.1:{port} (fork per connection)"]
+        serving = messages[f"serving tcp 127.0.0.1:{port} (fork per connection); standalone"]
         assert serving["PRIORITY"] == "6"
         assert serving["SYSLOG_IDENTIFIER"] == "daytime-sd"
         connection = messages[f"connection from 127.0.0.1:{client}"]
         assert connection["REMOTE_ADDR"] == "127.0.0.1"
         assert connection["REMOTE_PORT"] == str(client)
         assert connection["PRIORITY"] == "6"
+        # Issue 11 defect 11: the code that logged, not log.py, and given, not looked up.
+        for entry in entries:
+            assert "/daytime_sd/" in entry["CODE_FILE"], entry
+            assert not entry["CODE_FILE"].endswith("/log.py"), entry
+            assert entry["CODE_LINE"].isdigit() and entry["CODE_FUNC"], entry
+        assert connection["CODE_FILE"].endswith("/accepting.py"), connection
         # Nothing went to stderr: the journal had every message.
         assert svc.stderr == "", svc.stderr
     finally:
