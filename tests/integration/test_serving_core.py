@@ -40,7 +40,7 @@ def test_a_socketpair_on_stdin_does_not_override_listen_and_port() -> None:
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "daytime_sd", "--listen", "127.0.0.1", "--port", str(port)],
-            stdin=theirs, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=base_env(),
+            stdin=theirs.fileno(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=base_env(),
         )  # fmt: skip
         theirs.close()
         try:
@@ -64,7 +64,7 @@ def test_a_socketpair_on_stdin_with_no_options_is_answered_as_inetd() -> None:
     ours, theirs = socket.socketpair()
     with ours:
         proc = subprocess.run(
-            [sys.executable, "-m", "daytime_sd"], stdin=theirs, capture_output=True,
+            [sys.executable, "-m", "daytime_sd"], stdin=theirs.fileno(), capture_output=True,
             env=base_env(), timeout=15,
         )  # fmt: skip
         theirs.close()
