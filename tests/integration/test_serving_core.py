@@ -40,7 +40,8 @@ def test_a_socketpair_on_stdin_does_not_override_listen_and_port() -> None:
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "daytime_sd", "--listen", "127.0.0.1", "--port", str(port)],
-            stdin=theirs.fileno(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=base_env(),
+            stdin=theirs.fileno(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=base_env(),
         )  # fmt: skip
         theirs.close()
         try:
