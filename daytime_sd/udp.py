@@ -1,10 +1,34 @@
-"""UDP Daytime: one reply datagram per request datagram, with two safety rules.
+"""UDP Daytime: one reply datagram per request datagram, within budgets forgery cannot lift.
+
+RFC 867 answers every datagram; the rules below leave some unanswered on purpose, because
+a UDP source address is whatever the sender writes:
 
 - No reply to a source port below 1024: two small services (echo, chargen, daytime) on
   two hosts can otherwise be set answering each other forever with one spoofed datagram.
   OpenBSD inetd refuses them for the same reason.
-- At most ``rate`` replies per source address per second: a forged source turns any UDP
+- At most ``rate`` replies per source per second, an IPv6 source counted by its /64 (a
+  single host is commonly given a whole /64, and could otherwise claim 2**64 allowances);
+  an IPv4-mapped IPv6 source counts as its IPv4 address.  A forged source turns any UDP
   responder into a reflector; the cap bounds what one victim address can be sent.
+- At most ``total`` replies per second over all sources: a flood forging a new source per
+  datagram is never over any per-source cap, and this bounds what we emit whatever the
+  sources.  Sources not answered in the last half-minute or so may take at most half of
+  it, so a flood of fresh forged sources cannot starve a client that was being answered.
+  A client new during such a flood competes with the flood for that half: nothing in a
+  Daytime request tells it from a forged one.  A flood that forges sources we answered
+  earlier can still use the whole budget; the budget then still bounds what we send.
+
+The limiter costs O(1) per datagram and its memory is bounded: a source is remembered only
+when it is answered (so at most ``total`` per second, never more than MAX_TRACKED per
+table), and tables are replaced, never swept, when their second or period ends.
+
+AF_UNIX datagram sockets (``ListenDatagram=/path``) are served too: a sender that bound an
+address is answered at it.  A local address cannot be forged (the kernel names the real
+sender), so neither the port rule nor the per-source cap applies; the total budget does.  A
+sender that bound no address cannot be answered at all: such datagrams are counted
+(``unaddressed``) and the first is logged at debug level, so the socket is not silently
+dead.  A datagram socket of another family (netlink, vsock) is drained the same way,
+unanswered: its addresses are nothing a Daytime client has.
 """
 
 from __future__ import annotations
@@ -13,7 +37,7 @@ import _socket
 import time
 
 from daytime_sd import log
-from daytime_sd.netaddr import format_endpoint
+from daytime_sd.netaddr import format_endpoint, unmap
 from daytime_sd.protocol import LineCache
 
 TYPE_CHECKING = False  # collections.abc costs memory every forked child copies
@@ -21,46 +45,148 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 BATCH = 256  # datagrams per socket per wake-up
-MAX_TRACKED = 65536  # source addresses remembered for the rate limit before a sweep
+MAX_TRACKED = 65536  # sources per table (this second's counts, each generation of known)
+# Replies per second over all sources (see total_rate_for).  A reply is no larger than a
+# typical request, so the budget bounds the volume sent, not an amplification; this is
+# far above what Daytime clients ask, and negligible traffic for any victim.
+DEFAULT_TOTAL_RATE = 1000
+KNOWN_SECONDS = 30  # a source answered stays known for this long after, up to twice this
+
+
+def source_key(host: str) -> str | bytes:
+    """What the per-source cap counts: the IPv4 address, or the /64 of an IPv6 address."""
+    if ":" not in host:
+        return host
+    if "." in host:
+        mapped = unmap(host)
+        if mapped is not host:
+            return mapped
+    host, percent, scope = host.partition("%")
+    try:
+        prefix = _socket.inet_pton(_socket.AF_INET6, host)[:8]
+    except OSError:  # not from the kernel's formatting; count it as given
+        return host
+    # fe80::/64 is on every link: the scope tells the links apart.
+    return prefix + scope.encode() if percent else prefix
+
+
+def total_rate_for(rate: int, total_rate: int | None = None) -> int:
+    """The total budget: DEFAULT_TOTAL_RATE unless set, never below one source's cap.
+
+    A per-source allowance above the total could never be used: an operator who raised
+    ``rate`` for one heavy client (or a benchmark) means it to be honoured.
+    """
+    return max(DEFAULT_TOTAL_RATE, rate) if total_rate is None else total_rate
 
 
 class RateLimiter:
-    """Fixed one-second windows per source address; pure, time passed in."""
+    """Per-source and total reply budgets in one-second windows; pure, time passed in.
 
-    __slots__ = ("_seen", "rate")
+    The counts are this second's only, and a new second replaces the table, so no call
+    ever walks one.  Sources answered in the current or the previous ``KNOWN_SECONDS``
+    period are known (two generations, replaced the same way): they are not held to the
+    fresh share, which is what keeps a client that was being answered when a flood of
+    forged sources began answered through it.  A clock that jumps forgets the previous
+    generation of each: it is only the one before when they are consecutive.
+    """
 
-    def __init__(self, rate: int) -> None:
+    __slots__ = (
+        "_counts", "_fresh", "_known", "_known_before", "_period", "_second", "_spent",
+        "fresh", "rate", "total",
+    )  # fmt: skip
+
+    def __init__(self, rate: int, total: int | None = None) -> None:
         self.rate = rate
-        self._seen: dict[str, list[int]] = {}  # address → [window second, count]
+        self.total = total_rate_for(rate, total)
+        # Sources not known admitted per second: half the budget, and half the table, so
+        # that known sources always find room.
+        self.fresh = min((self.total + 1) // 2, MAX_TRACKED // 2)
+        self._second = -1
+        self._counts: dict[str | bytes, int] = {}  # source → replies this second
+        self._spent = 0  # replies this second, all sources
+        self._fresh = 0  # sources not known admitted this second
+        self._period = -1
+        self._known: set[str | bytes] = set()  # answered this period
+        self._known_before: set[str | bytes] = set()  # answered the period before
 
-    def allow(self, source: str, now: float) -> bool:
+    def _window(self, now: float) -> None:
         second = int(now)
-        entry = self._seen.get(source)
-        if entry is None or entry[0] != second:
-            if len(self._seen) >= MAX_TRACKED:
-                self._seen = {k: v for k, v in self._seen.items() if v[0] == second}
-            self._seen[source] = [second, 1]
-            return True
-        if entry[1] >= self.rate:
+        if second != self._second:
+            self._counts = {}
+            self._second = second
+            self._spent = 0
+            self._fresh = 0
+            period = second // KNOWN_SECONDS
+            if period != self._period:
+                consecutive = period == self._period + 1
+                self._known_before = self._known if consecutive else set()
+                self._known = set()
+                self._period = period
+
+    def allow(self, source: str | bytes, now: float) -> bool:
+        self._window(now)
+        if self._spent >= self.total:
             return False
-        entry[1] += 1
+        count = self._counts.get(source, 0)
+        if count >= self.rate:
+            return False
+        if not count:  # the source's first reply this second
+            if len(self._counts) >= MAX_TRACKED:
+                # Answering an untracked source would leave it uncapped: refuse it instead.
+                return False
+            known = self._known
+            if source not in known:
+                if source not in self._known_before:
+                    if self._fresh >= self.fresh:
+                        return False
+                    self._fresh += 1
+                if len(known) < MAX_TRACKED:
+                    known.add(source)
+        self._counts[source] = count + 1
+        self._spent += 1
         return True
+
+    def allow_any(self, now: float) -> bool:
+        """A reply that only the total budget limits (a local sender cannot be forged)."""
+        self._window(now)
+        if self._spent >= self.total:
+            return False
+        self._spent += 1
+        return True
+
+    def tracked(self) -> int:
+        """Sources held in memory, in all the tables."""
+        return len(self._counts) + len(self._known) + len(self._known_before)
 
 
 class DatagramResponder:
-    def __init__(self, sockets: Sequence[_socket.socket], cache: LineCache, rate: int) -> None:
+    def __init__(
+        self,
+        sockets: Sequence[_socket.socket],
+        cache: LineCache,
+        rate: int,
+        total_rate: int | None = None,
+    ) -> None:
         self.sockets = list(sockets)
         self.by_fd = {sock.fileno(): sock for sock in sockets}
         self.cache = cache
-        self.limiter = RateLimiter(rate)
+        self.limiter = RateLimiter(rate, total_rate)
         self.answered = 0
         self.refused_low_port = 0
         self.rate_limited = 0
+        self.unaddressed = 0  # datagrams with no address to answer at
 
     def on_readable(self, fd: int) -> None:
         sock = self.by_fd[fd]
-        now = time.time()
-        line = self.cache.line(now)
+        if sock.family in (_socket.AF_INET, _socket.AF_INET6):
+            self._inet(sock)
+        else:
+            self._local(sock)
+
+    def _inet(self, sock: _socket.socket) -> None:
+        line = self.cache.line(time.time())
+        now = time.monotonic()  # the budgets' windows: a clock step must not reset them
+        allow = self.limiter.allow
         for _ in range(BATCH):
             try:
                 # Contents are ignored: a 1-byte buffer makes the kernel drop the rest of a
@@ -70,19 +196,46 @@ class DatagramResponder:
                 return
             except OSError:  # ICMP errors from earlier replies surface here; not fatal
                 continue
-            if not isinstance(addr, tuple):
-                continue
             host, port = addr[0], addr[1]
             if port < 1024:
                 self.refused_low_port += 1
                 if log.enabled(7):  # a flood must not pay for formatting unseen messages
                     log.debug(f"ignoring datagram from privileged port {format_endpoint(addr)}")
                 continue
-            if not self.limiter.allow(host, now):
+            if not allow(source_key(host), now):
                 self.rate_limited += 1
                 continue
             try:
                 sock.sendto(line, addr)
                 self.answered += 1
             except OSError:
+                pass
+
+    def _local(self, sock: _socket.socket) -> None:
+        line = self.cache.line(time.time())
+        now = time.monotonic()
+        for _ in range(BATCH):
+            try:
+                _data, addr = sock.recvfrom(1)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue
+            # A path (str), an abstract or autobound name (bytes); None or "" when the sender
+            # bound nothing.  Another family's tuple is no address we reply to either.
+            if not addr or not isinstance(addr, (str, bytes)):
+                self.unaddressed += 1
+                if self.unaddressed == 1 and log.enabled(7):
+                    log.debug(
+                        f"datagram on {format_endpoint(sock.getsockname())} has no return "
+                        "address (the sender bound none); not answered, and not logged again"
+                    )
+                continue
+            if not self.limiter.allow_any(now):
+                self.rate_limited += 1
+                continue
+            try:
+                sock.sendto(line, addr)
+                self.answered += 1
+            except OSError:  # gone, full, or not writable by us: the sender's loss
                 pass
