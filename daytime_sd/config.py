@@ -61,6 +61,7 @@ class Config:
     idle_timeout: float
     linger: float
     udp_rate: int
+    udp_total_rate: int | None  # None: udp.total_rate_for() decides from udp_rate
     user: str | None
     log_connections: bool
     log_level: str

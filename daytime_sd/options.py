@@ -26,6 +26,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_MAX_CHILDREN = 64
 DEFAULT_LINGER = 2.0
 DEFAULT_UDP_RATE = 5
+DEFAULT_UDP_TOTAL_RATE = 1000  # udp.py's; see total_rate_for()
 # The linger bound is a promise to the client, not a resource: a minute is more than any
 # client that means to close needs.  Stopping never waits for it (see lifecycle.py).
 MAX_LINGER = 60
@@ -234,6 +235,14 @@ OPTIONS: tuple[Option, ...] = (
         "N",
         _int(1, 1_000_000),
         default=DEFAULT_UDP_RATE,
+    ),
+    Option(
+        "--udp-total-rate",
+        "udp_total_rate",
+        "UDP: answer at most N datagrams per second over all sources (default: "
+        f"{DEFAULT_UDP_TOTAL_RATE}, or --udp-rate if higher)",
+        "N",
+        _int(1, 1_000_000),
     ),
     Option(
         "--user",

@@ -84,7 +84,7 @@ class Server:
         self.acceptor = Acceptor(
             loop, listeners, self.cache, self.closer, self.children, config.log_connections
         )
-        self.udp = DatagramResponder(datagrams, self.cache, config.udp_rate)
+        self.udp = DatagramResponder(datagrams, self.cache, config.udp_rate, config.udp_total_rate)
         self.last_datagram = -1e9
         for sock in datagrams:
             sock.setblocking(False)

@@ -202,6 +202,8 @@ class DatagramResponder:
                 if log.enabled(7):  # a flood must not pay for formatting unseen messages
                     log.debug(f"ignoring datagram from privileged port {format_endpoint(addr)}")
                 continue
+            if not line:  # withheld (--require-sync): no reply, and no budget spent
+                continue
             if not allow(source_key(host), now):
                 self.rate_limited += 1
                 continue
@@ -230,6 +232,8 @@ class DatagramResponder:
                         f"datagram on {format_endpoint(sock.getsockname())} has no return "
                         "address (the sender bound none); not answered, and not logged again"
                     )
+                continue
+            if not line:  # withheld (--require-sync)
                 continue
             if not self.limiter.allow_any(now):
                 self.rate_limited += 1

@@ -74,6 +74,8 @@ HELP_OPTIONS = [
      "SECONDS (0 to 60) before closing (default: 2)"),
     ("--udp-rate N", "UDP: answer at most N datagrams per source address per second "
      "(default: 5)"),
+    ("--udp-total-rate N", "UDP: answer at most N datagrams per second over all sources "
+     "(default: 1000, or --udp-rate if higher)"),
     ("--user USER", "standalone as root: after binding, drop to USER and its groups"),
     ("--log-connections", "log one line per connection with the remote address"),
     ("--log-level LEVEL", "debug, info (default), warning or error"),
@@ -257,3 +259,11 @@ def test_presets_skip_the_start_up_renders(monkeypatch: pytest.MonkeyPatch) -> N
         assert (cfg.format, cfg.preset) == (fmt, True)
     with pytest.raises(AssertionError):
         parse(["--format", "%H:%M"])
+
+
+def test_the_udp_total_rate_default_is_the_limiters() -> None:
+    from daytime_sd import udp
+
+    assert options.DEFAULT_UDP_TOTAL_RATE == udp.DEFAULT_TOTAL_RATE
+    assert parse([]).udp_total_rate is None
+    assert parse(["--udp-total-rate", "50"]).udp_total_rate == 50
