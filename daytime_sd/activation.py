@@ -3,7 +3,8 @@
 The order follows sd_listen_fds(3) and daemon(7): ``LISTEN_FDS`` addressed to this pid
 first, then fd 0 if it is a socket, else standalone (the caller opens its own listeners).
 Sockets are wrapped with ``_socket`` (the C module) rather than ``socket``: the
-per-connection path answers one client and exits, and ``socket`` costs 5 ms to import.
+per-connection path answers one client and exits, and ``socket`` costs more to import than
+the answer (bench/ output, "Import costs"; test_import_budget keeps it out).
 """
 
 from __future__ import annotations
