@@ -213,6 +213,10 @@ def service(
         passed += [f"-E{k}={v}" for k, v in env.items() if k.startswith("WATCHDOG")]
         argv = [ACTIVATE, *activate, *passed, *argv]
     argv = [*wrap, *argv]  # e.g. unshare: it execs, so the pid stays the service's
+    if activate is not None:
+        # The service's only (-E above): systemd 262's systemd-socket-activate would also
+        # send a READY=1 of its own ("Processing requests...") to a NOTIFY_SOCKET it has.
+        env = {k: v for k, v in env.items() if k != "NOTIFY_SOCKET"}
     svc = Service(argv, env, notify, pass_fds)
     try:
         if wait_ready and activate is None:

@@ -174,6 +174,13 @@ def activate_args(env: Mapping[str, str]) -> list[str]:
     return [f"-E{k}={env[k]}" for k in keep if k in env]
 
 
+def activator_env(env: Mapping[str, str]) -> dict[str, str]:
+    """systemd-socket-activate's own environment: JOURNAL_STREAM and NOTIFY_SOCKET go to the
+    service only (-E).  systemd 262's tool logs to the journal when JOURNAL_STREAM names its
+    stderr, and notifies NOTIFY_SOCKET itself, and would then print nothing we wait for."""
+    return {k: v for k, v in env.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
+
+
 def wait_for_text(path: Path, text: str, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 15
     while text not in path.read_text(errors="replace"):
@@ -218,7 +225,9 @@ def run_accept_yes(start: Sequence[str], log: Path) -> Imports:
     env = service_env(log)
     argv = [ACTIVATE, "--accept", "-l", f"127.0.0.1:{port}", *activate_args(env), *start]
     with log.open("wb") as err:
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stderr=err, cwd="/")
+        proc = subprocess.Popen(
+            argv, env=activator_env(env), stdin=subprocess.DEVNULL, stderr=err, cwd="/"
+        )
     try:
         wait_for_text(log, "Listening on", proc)
         assert LINE.match(query("127.0.0.1", port))
@@ -238,7 +247,8 @@ def run_loop(mode: str, start: Sequence[str], log: Path, notify: str | None = No
     else:
         argv = [*start, "--listen", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as err:
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stderr=err, cwd="/")
+        own = activator_env(env) if mode == "accept-no" else env
+        proc = subprocess.Popen(argv, env=own, stdin=subprocess.DEVNULL, stderr=err, cwd="/")
     try:
         if mode == "accept-no":
             wait_for_text(log, "Listening on", proc)  # it execs the service on a connection
