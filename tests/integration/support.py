@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import select
 import signal
@@ -248,3 +249,21 @@ def children(pid: int) -> list[tuple[int, str]]:
         if int(fields[1]) == pid:
             found.append((int(entry), fields[0]))
     return found
+
+
+def spare_uid() -> int:
+    """A uid no process uses, for RLIMIT_NPROC to count the service's processes only.
+
+    Random, not fixed: RLIMIT_NPROC counts a uid's processes across every container that
+    shares the kernel's user namespace, and make test runs the releases' autopkgtests (this
+    test among them) in containers side by side.
+    """
+    rng = random.SystemRandom()
+    while True:
+        uid = rng.randrange(100_000, 1_000_000)
+        try:
+            owners = {os.stat(f"/proc/{p}").st_uid for p in os.listdir("/proc") if p.isdigit()}
+        except FileNotFoundError:  # a process went away while we looked: look again
+            continue
+        if uid not in owners:
+            return uid

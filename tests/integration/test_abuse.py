@@ -27,12 +27,11 @@ from .support import (
     query,
     read_to_eof,
     service,
+    spare_uid,
 )  # fmt: skip
 from .support import needs_root as root_only
 
 needs_root = root_only("rlimits, setpriv and capabilities need root")
-# A uid no other process uses, so that RLIMIT_NPROC counts the service's processes only.
-SPARE_UID = 61313
 NOGROUP = 65534
 LINGER = 2.0  # the service's default --linger
 
@@ -235,7 +234,7 @@ def test_fork_failure_is_logged_and_every_connection_still_answered() -> None:
     RLIMIT_NPROC, and the limit of another uid's process cannot be raised later without
     CAP_SYS_RESOURCE, so freeing the slot is how processes become available again.)
     """
-    as_spare = ["setpriv", f"--reuid={SPARE_UID}", f"--regid={NOGROUP}", "--clear-groups"]
+    as_spare = ["setpriv", f"--reuid={spare_uid()}", f"--regid={NOGROUP}", "--clear-groups"]
     holder = subprocess.Popen([*as_spare, "sleep", "120"], stdin=subprocess.DEVNULL)
     try:
         with serving("fork", wrap=["prlimit", "--nproc=2:2", *as_spare]) as (svc, port):

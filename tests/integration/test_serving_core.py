@@ -24,10 +24,10 @@ from .support import (
     needs_root,
     query,
     service,
+    spare_uid,
     wait_port,
 )  # fmt: skip
 
-SPARE_UID = 61314  # a uid no other process uses (test_abuse has 61313)
 NOGROUP = 65534
 
 
@@ -147,7 +147,7 @@ def test_two_listeners_never_take_more_children_than_max_children() -> None:
     with EAGAIN, which the service logs.  Zombies count until reaped, so the bound is on
     children not yet reaped, as --max-children is."""
     port = free_port()
-    as_spare = ["setpriv", f"--reuid={SPARE_UID}", f"--regid={NOGROUP}", "--clear-groups"]
+    as_spare = ["setpriv", f"--reuid={spare_uid()}", f"--regid={NOGROUP}", "--clear-groups"]
     args = ["--listen", "127.0.0.1", "--listen", "::1", "--port", str(port), "--fork"]
     with service([*args, "--max-children", "1"], wrap=["prlimit", "--nproc=2:2", *as_spare]) as svc:
         results = {}
