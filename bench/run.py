@@ -29,6 +29,7 @@ import importlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -963,6 +964,70 @@ def import_costs(runs: int) -> Json:
     return out
 
 
+# Counts, not times: what a process does, the same however loaded or stolen-from the
+# machine is (cells in seconds are not, and a VM's steal can make a run NOT QUIET).
+SPAWN_PROGRAM = "import os, time; os.write(1, (time.ctime() + '\\r\\n').encode())"
+FAULT_CONNECTIONS_S = 2.0
+
+
+def _instructions(argv: list[str], env: dict[str, str]) -> float | str:
+    """User-space instructions (millions) of one run of ``argv`` with a connected socket as
+    its stdin and stdout (inetd's contract), counted by callgrind; or why not."""
+    if not shutil.which("valgrind"):
+        return "valgrind is not installed"
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv]
+        fd = theirs.fileno()
+        r = subprocess.run(cmd, stdin=fd, stdout=fd, stderr=subprocess.PIPE, env=env, cwd=REPO,
+                           text=True, timeout=120)  # fmt: skip
+        theirs.close()
+        ours.settimeout(5)
+        line = ours.recv(600)
+    found = re.search(r"Collected : (\d+)", r.stderr)
+    if r.returncode != 0 or not found or not line.endswith(b"\r\n"):
+        return f"exit {r.returncode}, line {line!r}"
+    return int(found.group(1)) / 1e6
+
+
+def _parent_faults(srv: Server, logdir: Path) -> float | str:
+    """Page faults of the fork server's own process per connection: after each fork every
+    page it writes is copy-on-write again, so this counts the parent's working set."""
+    port = free_port("tcp")
+    with running(srv, port, logdir) as proc:
+        before = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+        result = loadgen("tcp", port, 4, 1, FAULT_CONNECTIONS_S)
+        after = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+    done = int(result["connections"])
+    return (after - before) / done if done else "no connections"
+
+
+def counts(servers: list[Server], logdir: Path) -> Json:
+    """Instructions per Accept=yes connection (ours against the bare spawn's program and a
+    do-nothing interpreter) and the fork parent's page faults per connection (ours against
+    bench/pyfork.py)."""
+    env = server_environ(py_env())
+    launcher = str(REPO / "tools" / "daytime-sd")
+    out: Json = {
+        "instructions_m": {
+            "daytime-sd Accept=yes (tools/daytime-sd, python3 -S)": _instructions(
+                [PYTHON, "-S", launcher], env
+            ),
+            "bare python3 -c per connection": _instructions([PYTHON, "-c", SPAWN_PROGRAM], env),
+            "python3 -S, importing os and writing a line (the floor)": _instructions(
+                [PYTHON, "-S", "-c", "import os; os.write(1, b'\\r\\n')"], env
+            ),
+        },
+        "fork_parent_faults": {},
+    }
+    by_key = {s.key: s for s in servers}
+    for key in ("py-fork", "dsd-fork"):
+        srv = by_key.get(key)
+        if srv is not None and not srv.unavailable:
+            out["fork_parent_faults"][srv.label] = _parent_faults(srv, logdir)
+    return out
+
+
 # --------------------------------------------------------------------------- reporting
 
 
@@ -1049,6 +1114,7 @@ def markdown(
     trows: list[Json],
     meta: Json,
     imports: Json | None = None,
+    counts_: Json | None = None,
 ) -> str:
     cells = [cell_name(*c) for c in CELLS]
     out: list[str] = []
@@ -1209,6 +1275,25 @@ def markdown(
             rss = "—" if x["rss_kb"] is None else f"{x['rss_kb']:,}"
             out.append(f"| {module} | {x['import_ms']:.2f} | {rss} |")
         out.append("")
+    if counts_:
+        out.append("### Counts (the same on a loaded machine)")
+        out.append("")
+        out.append(
+            "User-space instructions of one process per connection (callgrind; its stdin and "
+            "stdout a connected socket), and page faults of the fork server's own process per "
+            f"connection ({FAULT_CONNECTIONS_S:g} s at c=4). Unlike the cells above, neither "
+            "depends on what else the machine runs."
+        )
+        out.append("")
+        out.append("| per connection | value |")
+        out.append("|---|---:|")
+        for label, v in counts_["instructions_m"].items():
+            shown = v if isinstance(v, str) else f"{v:.2f}"
+            out.append(f"| {label}: M instructions | {shown} |")
+        for label, v in counts_["fork_parent_faults"].items():
+            shown = v if isinstance(v, str) else f"{v:.1f}"
+            out.append(f"| {label}: parent page faults | {shown} |")
+        out.append("")
     out.append("Settings of the references:")
     out.append("")
     for s in servers:
@@ -1335,6 +1420,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not dsd_missing:
         log("import costs")
         imports = import_costs(1 if a.smoke else 5)
+    counted: Json | None = None
+    if not dsd_missing and not a.smoke:
+        log("counts: instructions per Accept=yes process, fork parent's page faults")
+        counted = counts(servers, logdir)
     machine = quietness(load_start, before, usage(run_start, CpuSnapshot()), raw)
     trows = targets(summary, ready)
     uname = os.uname()
@@ -1351,7 +1440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "udp_rate": UDP_RATE,
         "machine": machine,
     }
-    md = markdown(servers, raw, summary, ready, trows, meta, imports)
+    md = markdown(servers, raw, summary, ready, trows, meta, imports, counted)
     a.out.mkdir(parents=True, exist_ok=True)
     png = a.out / f"{a.name}.png"
     chart_err = chart(servers, summary, png)
@@ -1362,6 +1451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "raw": raw,
         "ready": ready,
         "imports": imports,
+        "counts": counted,
         "targets": [] if a.smoke else trows,
     }
     (a.out / f"{a.name}.json").write_text(json.dumps(doc, indent=1) + "\n")
