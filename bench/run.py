@@ -966,7 +966,6 @@ def import_costs(runs: int) -> Json:
 
 # Counts, not times: what a process does, the same however loaded or stolen-from the
 # machine is (cells in seconds are not, and a VM's steal can make a run NOT QUIET).
-SPAWN_PROGRAM = "import os, time; os.write(1, (time.ctime() + '\\r\\n').encode())"
 FAULT_CONNECTIONS_S = 2.0
 
 
@@ -990,21 +989,26 @@ def _instructions(argv: list[str], env: dict[str, str]) -> float | str:
     return int(found.group(1)) / 1e6
 
 
+def _minor_faults(pid: int) -> int:
+    """minflt of pid itself (its children's are cminflt, not counted)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
 def _parent_faults(srv: Server, logdir: Path) -> float | str:
     """Page faults of the fork server's own process per connection: after each fork every
     page it writes is copy-on-write again, so this counts the parent's working set."""
     port = free_port("tcp")
     with running(srv, port, logdir) as proc:
-        before = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+        before = _minor_faults(proc.pid)
         result = loadgen("tcp", port, 4, 1, FAULT_CONNECTIONS_S)
-        after = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+        after = _minor_faults(proc.pid)
     done = int(result["connections"])
     return (after - before) / done if done else "no connections"
 
 
 def counts(servers: list[Server], logdir: Path) -> Json:
-    """Instructions per Accept=yes connection (ours against the bare spawn's program and a
-    do-nothing interpreter) and the fork parent's page faults per connection (ours against
+    """Instructions per Accept=yes connection (ours against the bare spawn's program and
+    python3 -S importing os) and the fork parent's page faults per connection (ours against
     bench/pyfork.py)."""
     env = server_environ(py_env())
     launcher = str(REPO / "tools" / "daytime-sd")
@@ -1013,7 +1017,7 @@ def counts(servers: list[Server], logdir: Path) -> Json:
             "daytime-sd Accept=yes (tools/daytime-sd, python3 -S)": _instructions(
                 [PYTHON, "-S", launcher], env
             ),
-            "bare python3 -c per connection": _instructions([PYTHON, "-c", SPAWN_PROGRAM], env),
+            "bare python3 -c per connection": _instructions([PYTHON, "-c", BARE_PY], env),
             "python3 -S, importing os and writing a line (the floor)": _instructions(
                 [PYTHON, "-S", "-c", "import os; os.write(1, b'\\r\\n')"], env
             ),
