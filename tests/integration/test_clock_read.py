@@ -11,7 +11,12 @@ the autopkgtest runs) it says EPERM.  The checks follow whatever the independent
 from __future__ import annotations
 
 import ctypes
+import errno
+import platform
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +118,40 @@ def test_watch_with_the_real_reader() -> None:
     priority, text = watch.message()
     assert priority == (6 if watch.synchronized else 4)
     assert text.startswith("clock ")
+
+
+# The read refused by a seccomp filter, as ProtectClock=yes and systemd-nspawn refuse it:
+# installed in a child process (no_new_privs lets an unprivileged process do it), so that
+# the binding to the real libc is seen to fail with the kernel's errno, not with 0.
+SECCOMP_CHILD = """
+import ctypes, errno, struct, sys
+arch, calls = {"x86_64": (0xC000003E, (305, 159)), "aarch64": (0xC00000B7, (266, 171))}[sys.argv[1]]
+refuse = 0x00050000 | errno.EPERM  # SECCOMP_RET_ERRNO | EPERM
+code = [(0x20, 0, 0, 4), (0x15, 1, 0, arch), (0x06, 0, 0, 0x7FFF0000), (0x20, 0, 0, 0)]
+for nr in calls:  # clock_adjtime, adjtimex
+    code += [(0x15, 0, 1, nr), (0x06, 0, 0, refuse)]
+code.append((0x06, 0, 0, 0x7FFF0000))  # SECCOMP_RET_ALLOW
+filters = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *c) for c in code))
+prog = struct.pack("HP", len(code), ctypes.addressof(filters))  # native: struct sock_fprog
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0, ctypes.get_errno()  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.c_char_p(prog), 0, 0) == 0, ctypes.get_errno()  # SECCOMP filter
+from daytime_sd import clock
+try:
+    clock.read()
+except OSError as exc:
+    print(exc.errno, exc.strerror)
+else:
+    print("read")
+"""
+
+
+def test_a_refused_read_raises_the_kernels_errno() -> None:
+    machine = platform.machine()
+    if machine not in ("x86_64", "aarch64"):
+        pytest.skip(f"the seccomp filter here is written for x86_64 and aarch64, not {machine}")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", SECCOMP_CHILD, machine], cwd=root,
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split(None, 1) == [str(errno.EPERM), "adjtimex: Operation not permitted\n"]

@@ -2,7 +2,8 @@
 within an hour on a 2-core machine.
 
 Each scope is one module and the tests that must kill its mutants: the pure modules with
-their unit tests, and the I/O module activation.py with a fast subset of the integration
+their unit tests, clock.py also with its one real read of the kernel (and one refused by a
+seccomp filter), and the I/O module activation.py with a fast subset of the integration
 tests (real processes and sockets).  cosmic-ray mutates files on disk, so everything runs
 in a copy of the tree in a temporary directory: the checkout is never touched, and other
 work in it (or the service started from it) never sees a mutant.
@@ -62,9 +63,15 @@ def scopes() -> list[Scope]:
         Scope("protocol", "daytime_sd/protocol.py",
               "tests/unit/test_protocol.py tests/unit/test_config.py", 60),
         Scope("config", "daytime_sd/config.py", "tests/unit/test_config.py", 60),
+        Scope("options", "daytime_sd/options.py", "tests/unit/test_config.py", 60),
         Scope("netaddr", "daytime_sd/netaddr.py", "tests/unit/test_netaddr.py", 60),
         Scope("udp-limiter", "daytime_sd/udp.py", "tests/unit/test_udp_limiter.py", 60,
-              _lines_of("daytime_sd/udp.py", "class RateLimiter", "class DatagramResponder")),
+              _lines_of("daytime_sd/udp.py", "def source_key", "class DatagramResponder")),
+        Scope("closing", "daytime_sd/closing.py", "tests/unit/test_closing.py", 60),
+        # 5 s: the tests take a fraction of one, and some 40 mutants loop in dst_code().
+        Scope("nist", "daytime_sd/nist.py", "tests/unit/test_nist.py", 5),
+        Scope("clock", "daytime_sd/clock.py",
+              "tests/unit/test_clock.py tests/integration/test_clock_read.py", 60),
         Scope("activation", "daytime_sd/activation.py",
               f"tests/unit/test_activation_env.py {integration}/test_activation.py "
               f"{integration}/test_observability.py "

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import re
 import struct
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from daytime_sd import clock
 from daytime_sd.clock import (
+    STA_DEL,
     STA_INS,
     STA_PLL,
     STA_UNSYNC,
@@ -189,3 +193,121 @@ def test_binding_raises_oserror_with_the_errno() -> None:
     with pytest.raises(OSError) as info:
         clock.bind(denied)()
     assert info.value.errno == errno.EPERM
+
+
+# --- the kernel's numbers, the flags and the names ----------------------------------------
+
+# <linux/timex.h>, for machines without linux-libc-dev.
+KERNEL_CONSTANTS = {
+    "TIME_OK": 0, "TIME_INS": 1, "TIME_DEL": 2, "TIME_OOP": 3, "TIME_WAIT": 4, "TIME_ERROR": 5,
+    "STA_PLL": 0x0001, "STA_INS": 0x0010, "STA_DEL": 0x0020, "STA_UNSYNC": 0x0040,
+}  # fmt: skip
+TIMEX_H = Path("/usr/include/linux/timex.h")
+
+
+def test_constants_are_the_kernels() -> None:
+    if TIMEX_H.is_file():
+        defines = r"^#define\s+(\w+)\s+(0x[0-9a-fA-F]+|\d+)\b"
+        header = dict(re.findall(defines, TIMEX_H.read_text(), re.M))
+        assert {name: int(header[name], 0) for name in KERNEL_CONSTANTS} == KERNEL_CONSTANTS
+    assert {name: getattr(clock, name) for name in KERNEL_CONSTANTS} == KERNEL_CONSTANTS
+    names = clock.STATE_NAMES
+    assert [names[getattr(clock, name)] for name in names] == list(names)
+
+
+def test_synchronized_below_16_s_only() -> None:
+    assert KernelClock(TIME_OK, STA_PLL, 15_999_999, 0).synchronized
+    assert not KernelClock(TIME_OK, STA_PLL, 16_000_000, 0).synchronized
+    # Set by a daemon above the kernel's clamp (until the kernel's next second): not either.
+    assert not KernelClock(TIME_OK, STA_PLL, 20_000_000, 0).synchronized
+
+
+@pytest.mark.parametrize(
+    ("status", "leap"),
+    [
+        (0, 0),
+        (STA_PLL, 0),
+        (STA_UNSYNC, 0),
+        (STA_UNSYNC | STA_PLL, 0),
+        (STA_INS, 1),
+        (STA_INS | STA_UNSYNC | STA_PLL, 1),
+        (STA_DEL, -1),
+        (STA_DEL | STA_UNSYNC | STA_PLL, -1),
+    ],
+)
+def test_leap_follows_the_ins_and_del_bits(status: int, leap: int) -> None:
+    assert KernelClock(TIME_OK, status, 1_000, 0).leap == leap
+
+
+def test_different_clocks_are_unequal_either_way() -> None:
+    bigger = KernelClock(TIME_OK, STA_PLL, 12_346, 800)
+    pairs = [(bigger, SYNCED), (SYNCED, bigger)]
+    assert [a == b for a, b in pairs] == [False, False]
+    assert [a != b for a, b in pairs] == [True, True]
+    assert KernelClock(TIME_INS, STA_PLL, 12_345, 800) != SYNCED
+
+
+@pytest.mark.parametrize(
+    ("state", "name"),
+    [(TIME_OK, "TIME_OK"), (TIME_ERROR, "TIME_ERROR"), (-1, "-1"), (6, "6"), (7, "7")],
+)
+def test_state_names_known_and_unknown(state: int, name: str) -> None:
+    reading = KernelClock(state, 0, 16_000_000, 0)
+    assert repr(reading).startswith(f"KernelClock({name}, ")
+    watch = Watch(Reader(reading))
+    watch.poll(1.0)
+    assert watch.state_name == name
+    assert watch.message() == (4, f"clock NOT synchronized (maxerror 16000 ms, {name})")
+
+
+def test_describe_rounds_up_to_the_millisecond() -> None:
+    assert clock.describe(KernelClock(TIME_OK, 0, 1_001, 0)) == "clock synchronized (±2 ms)"
+    assert clock.describe(KernelClock(TIME_OK, 0, 999, 0)) == "clock synchronized (±1 ms)"
+
+
+def test_a_small_step_back_also_reads_again() -> None:
+    reader = Reader(SYNCED)
+    watch = Watch(reader)
+    watch.poll(5000.0)
+    watch.poll(4999.5)  # stepped back by half a second
+    assert reader.reads == 2
+
+
+def test_soon_after_boot() -> None:
+    """The loop passes time.monotonic(): seconds since boot, small on a fresh machine."""
+    reader = Reader(SYNCED)
+    watch = Watch(reader)
+    for now in (1.0, 2.5, 3.0, 4.0, 9.25):
+        watch.poll(now)
+    assert reader.reads == 4  # at 1.0, 2.5, 4.0 and 9.25
+
+
+def test_message_of_an_unknown_state_without_errno() -> None:
+    assert Watch(Reader(SYNCED)).message() == (4, "clock state unknown: adjtimex failed")
+    watch = Watch(Reader(OSError("no errno")))
+    watch.poll(1.0)
+    assert watch.message() == (4, "clock state unknown: adjtimex failed")
+
+
+def test_importing_it_loads_neither_collections_nor_typing(
+    lean_import: Callable[[str], None],
+) -> None:
+    """The serving process imports clock.py, and every forked child copies it."""
+    lean_import("daytime_sd.clock")
+
+
+def test_binding_reads_each_field_whole_and_signed() -> None:
+    """Every byte of the struct holds something (other fields, the kernel's padding): each
+    field is read at its own offset, at its own width, as the signed type it is."""
+
+    def busy_adjtimex(pointer: Any) -> int:
+        raw = ctypes.cast(pointer, ctypes.POINTER(ctypes.c_char * 208)).contents
+        ctypes.memset(raw, 0x5A, 208)
+        struct.pack_into("=I", raw, 0, 0)  # modes: what the caller passed stays 0
+        struct.pack_into("=qq", raw, 24, 2**40 + 7, -3)  # maxerror beyond 32 bits, esterror < 0
+        struct.pack_into("=i", raw, 40, 0x12345678)  # status, an int's whole width
+        return TIME_OK
+
+    if ctypes.sizeof(ctypes.c_long) != 8:
+        pytest.skip("the stand-in writes the 64-bit struct timex")
+    assert clock.bind(busy_adjtimex)() == KernelClock(TIME_OK, 0x12345678, 2**40 + 7, -3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from daytime_sd import __version__, config, options
@@ -172,7 +174,12 @@ def test_errors(argv: list[str], message: str) -> None:
 
 @pytest.mark.parametrize(
     ("flag", "low", "high"),
-    [("--backlog", 1, 65535), ("--max-children", 1, 65535), ("--udp-rate", 1, 1_000_000)],
+    [
+        ("--backlog", 1, 65535),
+        ("--max-children", 1, 65535),
+        ("--udp-rate", 1, 1_000_000),
+        ("--udp-total-rate", 1, 1_000_000),
+    ],
 )
 def test_whole_number_bounds_are_inclusive(flag: str, low: int, high: int) -> None:
     dest = flag[2:].replace("-", "_")
@@ -267,3 +274,28 @@ def test_the_udp_total_rate_default_is_the_limiters() -> None:
     assert options.DEFAULT_UDP_TOTAL_RATE == udp.DEFAULT_TOTAL_RATE
     assert parse([]).udp_total_rate is None
     assert parse(["--udp-total-rate", "50"]).udp_total_rate == 50
+
+
+def test_nist_from_a_real_command_line() -> None:
+    """argv's strings are decoded from bytes, never the interned constants a test writes."""
+    fmt = b"nist".decode()
+    cfg = parse(["--format", fmt])
+    assert (cfg.format, cfg.preset) == ("nist", True)
+
+
+def test_a_strftime_format_is_not_a_preset() -> None:
+    cfg = parse(["--format", "%H:%M:%S"])
+    assert (cfg.format, cfg.preset) == ("%H:%M:%S", False)
+
+
+def test_require_sync_is_off_unless_asked() -> None:
+    assert parse([]).require_sync is False
+    assert parse(["--require-sync"]).require_sync is True
+
+
+@pytest.mark.parametrize("module", ["daytime_sd.config", "daytime_sd.options"])
+def test_importing_it_loads_neither_collections_nor_typing(
+    lean_import: Callable[[str], None], module: str
+) -> None:
+    """Every connection of the per-connection path parses its command line."""
+    lean_import(module)

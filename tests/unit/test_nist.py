@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import itertools
 import os
 import re
 import time
@@ -357,3 +358,165 @@ def test_health_from_timex(state: int, status: int, maxerror_us: int, expected: 
 def test_health_of_an_unreadable_clock_is_not_healthy() -> None:
     assert nist.health(None) == 2
     assert nist.health(UNSYNCED) != 0
+
+
+# --- TT: the edges of the month and of the day ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tz", "moments", "expected"),
+    [
+        # Denver left DST on Sunday 31 October 2004 (08:00 UTC): the month's last day.
+        ("America/Denver", ["2004-10-01 00:00:00", "2004-10-30 23:59:59",
+                            "2004-10-31 07:59:59", "2004-10-31 08:00:00"], [31, 2, 1, 0]),
+        # São Paulo left DST on Sunday 18 February 2018 at 00:00 local (02:00 UTC).
+        ("America/Sao_Paulo", ["2018-01-31 23:59:59", "2018-02-01 00:00:00",
+                               "2018-02-18 01:59:59", "2018-02-18 02:00:00"], [50, 18, 1, 0]),
+        # Tehran began DST at 00:00 local on 22 March 2021: 20:30 UTC on the 21st, the UTC
+        # day of the change (the line's days are UTC days).
+        ("Asia/Tehran", ["2021-03-01 00:00:00", "2021-03-21 00:00:00",
+                         "2021-03-21 20:29:59", "2021-03-21 20:30:00"], [71, 51, 51, 50]),
+    ],
+    ids=["last-day-of-the-month", "february", "late-in-the-utc-day"],
+)  # fmt: skip
+def test_tt_changes_at_the_edges_of_real_zones(
+    zone: Callable[[str], None], tz: str, moments: list[str], expected: list[int]
+) -> None:
+    zone(tz)
+    assert tt_at(moments) == expected
+
+
+def test_tt_change_in_the_last_second_of_the_month(zone: Callable[[str], None]) -> None:
+    """A POSIX rule whose DST starts at 23:59:59 UTC on 31 March 2024 (the last Sunday)."""
+    zone("AAA0BBB,M3.5.0/23:59:59,M10.5.0/3")
+    assert tt_at(
+        [
+            "2024-03-01 00:00:00",
+            "2024-03-30 12:00:00",
+            "2024-03-30 23:59:58",
+            "2024-03-31 00:00:00",
+            "2024-03-31 23:59:58",
+            "2024-03-31 23:59:59",
+        ]
+    ) == [81, 52, 52, 51, 51, 50]
+
+
+def test_tt_change_in_the_last_second_of_a_utc_day(zone: Callable[[str], None]) -> None:
+    """DST from 23:59:59 UTC on Sunday 24 March 2024: that is still the 24th's count."""
+    zone("AAA0BBB,M3.4.0/23:59:59,M10.5.0/3")
+    start = utc("2024-03-01 00:00:00")
+    for when in range(start, start + 86400, 613):  # from any second of the 1st
+        assert nist.dst_code(when) == 51 + 23
+    assert tt_at(["2024-03-24 00:00:00", "2024-03-24 23:59:58", "2024-03-24 23:59:59"]) == [
+        51,
+        51,
+        50,
+    ]
+
+
+def test_tt_change_in_the_first_second_of_the_next_month(zone: Callable[[str], None]) -> None:
+    """DST from 00:00 UTC on Monday 1 April 2024: not March's change, so no countdown."""
+    zone("AAA0BBB,M4.1.1/0,M10.5.0/3")
+    assert tt_at(["2024-03-15 12:00:00", "2024-03-31 23:59:59", "2024-04-01 00:00:00"]) == [
+        0,
+        0,
+        50,
+    ]
+
+
+def test_tt_a_dst_of_exactly_one_day_is_seen(zone: Callable[[str], None]) -> None:
+    """Changes a day apart (01:00 UTC on 1 and 2 March) are both seen, from any second."""
+    zone("AAA0BBB,J60/1,J61/2")
+    start = utc("2025-03-01 01:00:00")
+    assert nist.dst_code(start - 1) == 51  # the first change today
+    assert nist.dst_code(start) == 1 + 1  # DST now: back to standard time tomorrow
+    assert nist.dst_code(start + 86400) == 0
+
+
+def test_tt_at_the_unix_epoch(zone: Callable[[str], None]) -> None:
+    """A clock that was never set reads 1970: DST here starts at 12:00 UTC on 1 January."""
+    zone("AAA0BBB,M1.1.4/12,M10.5.0/3")
+    assert [nist.dst_code(t) for t in (0, 0.5, 43199, 43200)] == [51, 51, 51, 50]
+
+
+def test_tt_and_l_take_any_moment_of_the_second(zone: Callable[[str], None]) -> None:
+    zone("America/Denver")
+    table = nist.leap_seconds("#@ 4000000000\n2272060800 10\n3692217600 11\n")
+    for moment in ("2025-03-08 23:59:59", "2025-03-09 08:59:59", "2016-12-31 23:59:59"):
+        when = utc(moment)
+        assert nist.dst_code(when + 0.75) == nist.dst_code(when)
+        assert nist.leap_indicator(when + 0.75, 0, table) == nist.leap_indicator(when, 0, table)
+
+
+# --- L: every month's end -------------------------------------------------------------------
+
+
+def month_starts(first_year: int, last_year: int) -> list[int]:
+    return [calendar.timegm((y, m, 1, 0, 0, 0)) for y in range(first_year, last_year + 1)
+            for m in range(1, 13)]  # fmt: skip
+
+
+def test_l_for_a_leap_second_at_the_end_of_any_month() -> None:
+    """The IERS may schedule one at the end of any month: L is 1 through that month only.
+    A table with a leap second after every other month, 1970 to 2100."""
+    starts = month_starts(1970, 2101)
+    for every in (2, 7):  # so that no other month's end can stand in for the right one
+        table = nist.LeapTable({t: 1 for t in starts[1::every]}, expires=starts[-1])
+        for start, end in itertools.pairwise(starts):
+            expected = 1 if end in table.changes else 0
+            for when in (start, start + 1_000_000 % (end - start), end - 1):
+                assert nist.leap_indicator(when, 0, table) == expected, time.gmtime(when)
+
+
+def test_l_real_list_in_the_1990s(real_table: nist.LeapTable) -> None:
+    """June 1997 and December 1998 ended with a leap second; the months between did not."""
+    moments = ["1997-06-15 00:00:00", "1997-07-15 00:00:00", "1998-12-31 23:59:59"]
+    assert [nist.leap_indicator(utc(m), 0, real_table) for m in moments] == [1, 0, 1]
+
+
+def test_table_is_valid_only_before_its_expiry() -> None:
+    table = nist.leap_seconds(LIST_2016.format(expiry=3707596800))
+    expires = utc("2017-06-28 00:00:00")
+    assert table.valid_at(expires - 1) and table.valid_at(expires - 0.5)
+    assert not table.valid_at(expires)
+
+
+def test_negative_leap_second_is_recorded_as_minus_one() -> None:
+    table = nist.leap_seconds("#@ 4000000000\n3692217600 37\n3881520000 36\n")
+    assert table.changes == {utc("2023-01-01 00:00:00"): -1}
+
+
+@pytest.mark.parametrize("text", ["3692217600 +37\n", "3692217600 -1\n", "3692217600 1_0\n"])
+def test_list_values_are_plain_digits(text: str) -> None:
+    with pytest.raises(ValueError, match="line 1:"):
+        nist.leap_seconds(text)
+
+
+def test_errors_name_the_line() -> None:
+    with pytest.raises(ValueError, match=r"^line 3: "):
+        nist.leap_seconds("# the list\n2272060800 10\n3692217600\n")
+    with pytest.raises(ValueError, match=r"^line 2: bad expiry"):
+        nist.leap_seconds("2272060800 10\n#@ soon\n")
+
+
+# --- the label and the kernel's part of the line --------------------------------------------
+
+
+def test_label_bounds() -> None:
+    for good in ("x" * 32, "!", "~", "!UTC~"):
+        assert nist.check_label(good) == good
+    for bad in ("\x7f", "UTC\x7f", "x" * 33):
+        with pytest.raises(ValueError):
+            nist.check_label(bad)
+
+
+def test_line_without_a_readable_clock_and_with_the_kernels_leap(
+    zone: Callable[[str], None],
+) -> None:
+    zone("UTC")
+    when = utc("2020-03-31 12:00:00")
+    unknown = LINE.fullmatch(nist.render(when, None, None))
+    assert unknown and (unknown["l"], unknown["h"]) == (b"0", b"2")
+    for status, leap in ((STA_PLL | STA_INS, b"1"), (STA_PLL | STA_DEL, b"2")):
+        m = LINE.fullmatch(nist.render(when, KernelClock(TIME_OK, status, 20_000, 0), None))
+        assert m and (m["l"], m["h"]) == (leap, b"0")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from daytime_sd.protocol import (
+    MAX_LINE,
     PRESETS,
     FormatError,
     LineCache,
@@ -220,3 +221,44 @@ def test_line_cache_follows_the_clock_both_ways() -> None:
     first = big.line(WHEN + 0.1)
     assert big.line(WHEN + 0.9) is first  # rendered once for the second
     assert big.line(WHEN - 7) == str(int(WHEN) - 7).encode() + b"\r\n"  # the clock went back
+
+
+def test_a_rendered_line_is_cut_at_max_line() -> None:
+    """Whatever the format renders, the line with its CRLF fits MAX_LINE (512) bytes."""
+    line = render("%Y" * 200, WHEN, True)  # 800 characters rendered
+    assert len(line) == MAX_LINE and line == b"2026" * 127 + b"20\r\n"
+    assert render("x" * 510, WHEN, True) == b"x" * 510 + b"\r\n"
+
+
+def test_format_length_limits() -> None:
+    validate_format("%%" * 256, True)  # 512 characters of format, 256 rendered
+    with pytest.raises(FormatError, match="longer than 512"):
+        validate_format("%%" * 256 + "x", True)
+    validate_format("x" * 510, True)  # renders 510 characters: with CRLF, 512
+    with pytest.raises(FormatError, match="renders more than 510"):
+        validate_format("x" * 511, True)
+
+
+@pytest.mark.parametrize("second", [0, 1, 2, 1_795_500_000])
+def test_invalidate_renders_anew_at_any_second(second: int) -> None:
+    """After invalidate() (the zone was read again) the next line is rendered, even in the
+    first seconds of 1970, where a machine without a clock wakes up."""
+    rendered: list[int] = []
+
+    def source(when: int) -> bytes:
+        rendered.append(when)
+        return b"line\r\n"
+
+    cache = LineCache("ignored", utc=True, source=source)
+    cache.line(second + 0.25)
+    cache.line(second + 0.5)
+    cache.invalidate()
+    cache.line(second + 0.75)
+    assert rendered == [second, second]
+
+
+def test_importing_it_loads_neither_collections_nor_typing(
+    lean_import: Callable[[str], None],
+) -> None:
+    """protocol.py is on the per-connection path: every connection would pay for them."""
+    lean_import("daytime_sd.protocol")

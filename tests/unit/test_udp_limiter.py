@@ -188,6 +188,8 @@ def test_total_rate_defaults() -> None:
         ("fe80::1%eth0", "fe80::2:3%eth0", "fe80::1%eth1"),  # link-local: per link
         ("fe80::1%eth0", "fe80::9%eth0", "fe80::1"),
         ("::1", "::2", "127.0.0.1"),
+        # IPv4-compatible (deprecated, but forgeable): IPv6 addresses of ::/64, not IPv4.
+        ("::192.0.2.1", "::198.51.100.7", "192.0.2.1"),
     ],
 )
 def test_sources_counted_as_one_and_apart(one: str, same: str, other: str) -> None:
@@ -203,3 +205,68 @@ def test_source_keys() -> None:
     assert source_key("2001:db8:1:2:3:4:5:6") == bytes.fromhex("20010db800010002")
     assert source_key("fe80::1%lo") == bytes.fromhex("fe80000000000000") + b"lo"
     assert source_key("not:an:address") == "not:an:address"  # kept as given, still capped
+
+
+@pytest.mark.parametrize("first", [0.25, 1.5])
+def test_just_after_boot(first: float) -> None:
+    """The responder passes time.monotonic(), which starts near 0 at boot: a source
+    answered in the first seconds stays known for the period after theirs."""
+    limiter = RateLimiter(1, total=2)  # one new source a second
+    assert limiter.allow("client", first)
+    assert limiter.allow("a", PERIOD + 0.5)  # the new-source share of this second...
+    assert not limiter.allow("b", PERIOD + 0.5)  # ...is spent
+    assert limiter.allow("client", PERIOD + 0.5)  # known from the period before
+
+
+def test_the_default_total_holds_for_known_sources() -> None:
+    limiter = RateLimiter(5)  # 1000 a second in total
+    sources = spoofed(300)
+    assert all(limiter.allow(s, NOW) for s in sources)  # 300 new: within the new share
+    answers = [limiter.allow(s, NOW + 1) for s in sources for _ in range(5)]  # all known
+    assert sum(answers) == 1000
+    assert not limiter.allow_any(NOW + 1)
+
+
+def test_a_large_per_source_cap_holds_below_the_total() -> None:
+    limiter = RateLimiter(1000, total=5000)
+    assert sum(limiter.allow("a", NOW) for _ in range(1001)) == 1000
+    assert limiter.allow("b", NOW)
+
+
+def test_allow_any_holds_a_large_total() -> None:
+    limiter = RateLimiter(1, total=1000)
+    assert sum(limiter.allow_any(NOW) for _ in range(1001)) == 1000
+
+
+@pytest.mark.parametrize("size", [8, 300])
+def test_a_source_answered_with_the_known_table_full_is_not_remembered(
+    monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    monkeypatch.setattr(udp, "MAX_TRACKED", size)
+    start = (int(NOW) // PERIOD + 1) * PERIOD
+    limiter = RateLimiter(1, total=10 * size)
+    share = limiter.fresh
+    assert share == size // 2
+    remembered = spoofed(size)
+    assert all(limiter.allow(s, start) for s in remembered[:share])
+    assert all(limiter.allow(s, start + 1) for s in remembered[share:])  # the table is full
+    late = spoofed(share, start=size)
+    assert all(limiter.allow(s, start + 2) for s in late)  # answered, not remembered
+    assert limiter.tracked() == share + size  # this second's counts and the known table
+    # The next second: fresh sources spend the share; the late ones are new again.
+    assert all(limiter.allow(s, start + 3) for s in spoofed(share, start=2 * size))
+    assert not any(limiter.allow(s, start + 3) for s in late)
+    assert all(limiter.allow(s, start + 3) for s in remembered[:share])  # known: answered
+    # The next period: the remembered fill this second's table, a new source finds it full.
+    assert all(limiter.allow(s, start + PERIOD) for s in remembered)
+    assert not limiter.allow("198.51.100.1", start + PERIOD)
+
+
+def test_tracked_counts_every_table() -> None:
+    start = (int(NOW) // PERIOD + 1) * PERIOD
+    limiter = RateLimiter(1, total=10)
+    assert limiter.tracked() == 0
+    assert limiter.allow("a", start) and limiter.allow("b", start)
+    assert limiter.tracked() == 2 + 2  # this second's counts, and known this period
+    assert limiter.allow("a", start + PERIOD)
+    assert limiter.tracked() == 1 + 1 + 2  # ...and known in the period before

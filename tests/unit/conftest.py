@@ -1,0 +1,44 @@
+"""Fixtures shared by the unit tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import daytime_sd
+
+ROOT = Path(__file__).resolve().parents[2]  # the tree under test (a copy, under make mutants)
+# Where the package under test is: ROOT, or dist-packages in the autopkgtest, whose copy of the
+# tree has no daytime_sd/ and where -S leaves dist-packages off sys.path.
+PACKAGE_ENV = {**os.environ, "PYTHONPATH": str(Path(daytime_sd.__file__).resolve().parents[1])}
+# What the serving process and the per-connection path keep out (test_import_budget has the
+# whole list, checked on the real service): the pure-Python collections package and typing.
+HEAVY = frozenset({"collections", "collections.abc", "typing"})
+
+
+@pytest.fixture
+def lean_import() -> Callable[[str], None]:
+    """Check that a fresh ``python3 -S`` (as the launcher runs) importing ``module`` from this
+    tree loads none of HEAVY: every forked child and per-connection process would pay."""
+
+    def loaded(imports: str) -> set[str]:
+        code = f"import sys{imports}; print(*sys.modules)"
+        proc = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, env=PACKAGE_ENV,
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        return set(proc.stdout.split())
+
+    # What the interpreter itself loads running a do-nothing -c is not the module's doing
+    # (Python 3.14 loads more of it at start than 3.11), as in test_import_budget.
+    baseline = loaded("")
+
+    def check(module: str) -> None:
+        added = loaded(f", {module}") - baseline
+        assert module in added
+        assert not HEAVY & added, sorted(HEAVY & added)
+
+    return check
