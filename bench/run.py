@@ -834,7 +834,9 @@ def time_to_ready(runs: int, idle_s: float) -> Json:
     """Start → READY=1 of the Accept=no service, on a real NOTIFY_SOCKET; idle RSS.
 
     Started the way systemd starts it: fork, listening socket as fd 3, LISTEN_FDS=1,
-    LISTEN_PID, NOTIFY_SOCKET, exec /usr/bin/python3 -m daytime_sd.  The clock runs from
+    LISTEN_PID, NOTIFY_SOCKET, exec the launcher the units run (tools/daytime-sd, installed
+    as /usr/sbin/daytime-sd: python3 -S, so without site's start-up and memory; with
+    ``python3 -m`` this measured a process the package never runs).  The clock runs from
     just before fork() to the READY=1 datagram.  (systemd-socket-activate would only
     exec the service at the first connection.)
     """
@@ -858,7 +860,7 @@ def time_to_ready(runs: int, idle_s: float) -> Json:
                     if not k.startswith(("LISTEN_", "NOTIFY_", "WATCHDOG_"))
                 }
                 env.update(py_env(), LISTEN_FDS="1", NOTIFY_SOCKET=path)
-                argv = [PYTHON, "-m", "daytime_sd"]
+                argv = [str(REPO / "tools" / "daytime-sd")]
                 lfd = lsock.fileno()
                 t0 = time.monotonic()
                 pid = os.fork()
@@ -867,7 +869,7 @@ def time_to_ready(runs: int, idle_s: float) -> Json:
                         os.dup2(lfd, 3)
                         os.chdir(REPO)
                         env["LISTEN_PID"] = str(os.getpid())
-                        os.execve(PYTHON, argv, env)
+                        os.execve(argv[0], argv, env)
                     finally:
                         os._exit(127)
                 lsock.close()

@@ -18,6 +18,7 @@ import sys
 import time
 
 from daytime_sd import log
+from daytime_sd.answer import answer_now
 from daytime_sd.netaddr import format_endpoint, split
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing is slow to import, mypy honours both
@@ -35,25 +36,13 @@ DRAIN_MAX = 65536  # connections answered at most per listener when stopping (a 
 PAUSE = 0.1  # seconds without accepting after EMFILE (or an unknown error) with nothing to free
 # accept(2) errors that mean "this one connection failed", not "the listener is broken"
 # (accept(2), "Error handling": Linux passes pending network errors on to accept).
-TRANSIENT = frozenset(
-    {
-        errno.ECONNABORTED,
-        errno.EPROTO,
-        errno.ENOPROTOOPT,
-        errno.EHOSTDOWN,
-        errno.ENONET,
-        errno.EHOSTUNREACH,
-        errno.EOPNOTSUPP,
-        errno.ENETUNREACH,
-        errno.ENETDOWN,
-        errno.EPERM,
-    }
-)
+TRANSIENT = frozenset({
+    errno.ECONNABORTED, errno.EPROTO, errno.ENOPROTOOPT, errno.EHOSTDOWN, errno.ENONET,
+    errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH, errno.ENETDOWN, errno.EPERM,
+})  # fmt: skip
 RESOURCE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _TCP_INFO = getattr(_socket, "TCP_INFO", 11)
 _STREAM = _socket.SOCK_STREAM
-_SHUT_WR = _socket.SHUT_WR
-_SEND_FLAGS = _socket.MSG_DONTWAIT | _socket.MSG_MORE  # MSG_MORE: the line leaves with the FIN
 
 
 class Acceptor:
@@ -162,38 +151,51 @@ class Acceptor:
         line = self.cache.line(time.time())
         self.last_activity = now
         answered = self.closer.answered
-        spawn = self.children.spawn if self.children is not None else None
-        make = _socket.socket
+        # Fork mode collects the batch and forks it in one go (Children.spawn says why).
+        forks: list[_socket.socket] | None = [] if self.children is not None else None
+        make, here = _socket.socket, answer_now
         taken = 0
-        try:
-            for _ in range(count or 1):
-                try:
-                    conn_fd, addr = listener._accept()  # type: ignore[attr-defined]  # no object
-                except BlockingIOError:
-                    return taken or -1
-                except OSError as err:
-                    if err.errno in TRANSIENT:
-                        continue
-                    self._failed(err, now)
-                    return -1
-                taken += 1
-                if self.out_of_fds:
-                    self._fds_again()
-                if self.log_connections:
-                    self._log(addr)
-                conn = make(family, _STREAM, 0, conn_fd)
-                if spawn is None or not spawn(conn, line):
-                    try:
-                        # A fresh socket buffer takes a line at once: this never blocks.
-                        conn.send(line, _SEND_FLAGS)
-                        conn.shutdown(_SHUT_WR)
-                    except OSError:
-                        conn.close()
-                        continue
+        result = 0  # taken, or -1 at the queue's end (see above)
+        for _ in range(count or 1):
+            try:
+                conn_fd, addr = listener._accept()  # type: ignore[attr-defined]  # no object
+            except BlockingIOError:
+                result = taken or -1
+                break
+            except OSError as err:
+                if err.errno in TRANSIENT:
+                    continue
+                self._failed(err, now)
+                result = -1
+                break
+            taken += 1
+            if self.out_of_fds:
+                self._fds_again()
+            if self.log_connections:
+                self._log(addr)
+            conn = make(family, _STREAM, 0, conn_fd)
+            if forks is not None:
+                forks.append(conn)
+                continue
+            if here(conn, line):
                 answered(conn, now)
-            return taken
-        finally:
-            self.served += taken
+        else:
+            result = taken
+        if forks and self.children is not None:
+            self._fork(forks, line, now)
+        self.served += taken
+        return result
+
+    def _fork(self, conns: list[_socket.socket], line: bytes, now: float) -> None:
+        """A child for each of ``conns``; those fork failed for are answered here."""
+        assert self.children is not None
+        forked = self.children.spawn(conns, line)
+        answered = self.closer.answered
+        for conn in conns[:forked]:
+            answered(conn, now)
+        for conn in conns[forked:]:
+            if answer_now(conn, line):
+                answered(conn, now)
 
     def _fds_again(self) -> None:
         self.out_of_fds = False

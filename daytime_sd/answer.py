@@ -1,17 +1,33 @@
-"""Answering one TCP client with a clean close, in blocking style.
+"""Answering a TCP client: the line, our FIN, and a clean close.
 
-Used where a process exists for exactly one connection: Accept=yes, inetd ``nowait``,
-and the child of fork mode.  The order matters: send the line, shut down our side (the
-client sees EOF), then read and discard whatever the client sent until it closes or the
-linger bound runs out.  Closing a socket with unread input makes Linux send RST instead
-of FIN, and a client that wrote before reading would then lose its line to
-ECONNRESET.
+The order matters: send the line, shut down our side (the client sees EOF), then read and
+discard whatever the client sent until it closes or the linger bound runs out.  Closing a
+socket with unread input makes Linux send RST instead of FIN, and a client that wrote
+before reading would then lose its line to ECONNRESET.
+
+``answer_once`` does it all, blocking, where a process exists for exactly one connection
+(Accept=yes, inetd ``nowait``); ``answer_now`` does the first two steps for the serving
+loop, which leaves the rest to closing.py.
 """
 
 from __future__ import annotations
 
 import _socket
 import time
+
+_SEND_FLAGS = _socket.MSG_DONTWAIT | _socket.MSG_MORE  # MSG_MORE: the line leaves with the FIN
+
+
+def answer_now(conn: _socket.socket, line: bytes) -> bool:
+    """The line and our FIN, without blocking; False, and ``conn`` closed, if that failed
+    (the client reset first).  A fresh socket buffer takes a line at once."""
+    try:
+        conn.send(line, _SEND_FLAGS)
+        conn.shutdown(_socket.SHUT_WR)
+    except OSError:
+        conn.close()
+        return False
+    return True
 
 
 def answer_once(sock: _socket.socket, line: bytes, linger: float) -> bool:

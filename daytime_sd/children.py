@@ -34,38 +34,50 @@ class Children:
     def room(self) -> int:
         return self.limit - len(self.pids)
 
-    def spawn(self, conn: _socket.socket, line: bytes) -> bool:
-        """Hand ``conn`` to a child; False when fork failed and the caller must answer it.
+    def spawn(self, conns: list[_socket.socket], line: bytes) -> int:
+        """Fork a child for each of ``conns`` in turn; how many were handed over.  When fork
+        fails the rest are the caller's to answer.
 
-        The child's code is kept to these few lines on purpose: every page it writes is a
-        copy-on-write fault, and in CPython every object it touches is a write (reference
-        counts), so a method call or closing every inherited descriptor shows in the fork
-        rate (bench/pyfork.py is the floor to compare with).  Other clients' copies go with
-        _exit at once.  The signal wake-up pipe stays open: a signal arriving meanwhile
-        writes a byte to it, which the parent reads and ignores (closed, the write would
-        fail and CPython would report that on stderr).
+        Every page the parent writes while a child it forked lives is copied, and CPython
+        writes a reference count on every object it touches: so what runs between two forks
+        is what a connection costs beyond fork itself (bench/ output, "Counts": the fork
+        parent's page faults per connection; bench/pyfork.py is the floor).  Hence one tight
+        loop per batch, with the bookkeeping before and after it, and the child's code kept
+        to these few lines.  Other clients' copies go with _exit at once.  The signal
+        wake-up pipe stays open: a signal arriving meanwhile writes a byte to it, which the
+        parent reads and ignores (closed, the write would fail and CPython would report
+        that on stderr).
         """
-        fd, end = conn.fileno(), self.own_fds_end
-        below = fd if fd < end else end  # worked out here, not in the child
-        try:
-            pid = os.fork()
-        except OSError as err:
-            now = time.monotonic()
-            if now - self.fork_failed_at > 10:
-                log.error(f"fork failed: {err.strerror}; answering in-process meanwhile")
-            self.fork_failed_at = now
-            return False
-        if pid == 0:  # the child
+        fds = [conn.fileno() for conn in conns]
+        end = self.own_fds_end
+        fork, add = os.fork, self.pids.add
+        forked = 0
+        for fd in fds:
             try:
-                os.closerange(3, below)
-                if below != end:  # the client's fd filled a hole below ours
-                    os.closerange(fd + 1, end)
-                conn.send(line, _socket.MSG_DONTWAIT | _socket.MSG_MORE)
-                conn.shutdown(_socket.SHUT_WR)
-            finally:
-                os._exit(0)  # also when the client reset: nothing to report, nobody to tell
-        self.pids.add(pid)
-        return True
+                pid = fork()
+            except OSError as err:
+                self._failed(err)
+                break
+            if pid == 0:  # the child
+                try:
+                    below = fd if fd < end else end
+                    os.closerange(3, below)
+                    if below != end:  # the client's fd filled a hole below ours
+                        os.closerange(fd + 1, end)
+                    conn = conns[forked]
+                    conn.send(line, _socket.MSG_DONTWAIT | _socket.MSG_MORE)
+                    conn.shutdown(_socket.SHUT_WR)
+                finally:
+                    os._exit(0)  # also when the client reset: nothing to report, nobody to tell
+            add(pid)
+            forked += 1
+        return forked
+
+    def _failed(self, err: OSError) -> None:
+        now = time.monotonic()
+        if now - self.fork_failed_at > 10:
+            log.error(f"fork failed: {err.strerror}; answering in-process meanwhile")
+        self.fork_failed_at = now
 
     def reap(self) -> None:
         pids = self.pids
