@@ -191,10 +191,8 @@ class Acceptor:
         assert self.children is not None
         forked = self.children.spawn(conns, line)
         answered = self.closer.answered
-        for conn in conns[:forked]:
-            answered(conn, now)
-        for conn in conns[forked:]:
-            if answer_now(conn, line):
+        for i, conn in enumerate(conns):
+            if i < forked or answer_now(conn, line):
                 answered(conn, now)
 
     def _fds_again(self) -> None:

@@ -48,11 +48,10 @@ class Children:
         parent reads and ignores (closed, the write would fail and CPython would report
         that on stderr).
         """
-        fds = [conn.fileno() for conn in conns]
         end = self.own_fds_end
         fork, add = os.fork, self.pids.add
         forked = 0
-        for fd in fds:
+        for conn in conns:  # no comprehension, no slice: each is an object more to write
             try:
                 pid = fork()
             except OSError as err:
@@ -60,11 +59,11 @@ class Children:
                 break
             if pid == 0:  # the child
                 try:
+                    fd = conn.fileno()
                     below = fd if fd < end else end
                     os.closerange(3, below)
                     if below != end:  # the client's fd filled a hole below ours
                         os.closerange(fd + 1, end)
-                    conn = conns[forked]
                     conn.send(line, _socket.MSG_DONTWAIT | _socket.MSG_MORE)
                     conn.shutdown(_socket.SHUT_WR)
                 finally:
