@@ -444,3 +444,38 @@ def test_10_nist_format_reads_the_kernel_clock_under_the_shipped_units(ct: Conta
     )
     journal = ct.journal("-u", "daytime.service")
     assert "adjtimex failed" not in journal, journal
+
+
+# 11 ------------------------------------------------------------------------------------
+
+
+def test_11_reload_reads_a_changed_time_zone_without_a_restart(ct: Container) -> None:
+    """Issue 11 defect 7 under PID 1: the C library reads /etc/localtime once per process,
+    so after a zone change the running service answers in the old zone until `systemctl
+    reload` (ExecReload= sends SIGHUP through the sandbox) makes it read the zone again;
+    the same process goes on serving."""
+    ct.write_file(
+        "/etc/systemd/system/daytime.service.d/50-iso.conf",
+        "[Service]\nExecStart=\nExecStart=/usr/sbin/daytime-sd --idle-timeout 0 --format iso8601\n",
+    )
+    ct.systemctl("daemon-reload")
+    ct.systemctl("enable", "--now", "daytime.socket")
+    zone = ct.run(["readlink", "/etc/localtime"]).stdout.strip()
+    assert zone.endswith("/UTC"), zone  # the rootfs's own, put back below
+    try:
+        assert ct.query("tcp", "127.0.0.1").endswith("+00:00\r\n")
+        pid = ct.unit_show("daytime.service", "MainPID")["MainPID"]
+        ct.run(["ln", "-sfn", "/usr/share/zoneinfo/Asia/Tokyo", "/etc/localtime"])
+        time.sleep(1.1)  # a second on: the line cache is not what keeps the old zone
+        assert ct.query("tcp", "127.0.0.1").endswith("+00:00\r\n"), "read without a reload?"
+        ct.systemctl("reload", "daytime.service")
+        ct.wait_for(
+            "an answer in the new zone",
+            lambda: ct.query("tcp", "127.0.0.1").endswith("+09:00\r\n"),
+            timeout=10,
+        )
+        assert ct.unit_show("daytime.service", "MainPID")["MainPID"] == pid
+        journal = ct.journal("-u", "daytime.service")
+        assert "SIGHUP: time zone read again (JST)" in journal, journal
+    finally:
+        ct.run(["ln", "-sfn", zone, "/etc/localtime"])

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,7 +82,7 @@ def last(unit: dict[str, list[str]], key: str) -> str:
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Scratch root: stock units, ours, a stub executable, the man page."""
+    """Scratch root: stock units, ours, stub executables, the man page."""
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze missing: install the systemd package (make deps)"
     root = tmp_path_factory.mktemp("root")
@@ -99,6 +101,10 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sbin.mkdir(parents=True)
     (sbin / "daytime-sd").write_text("#!/usr/bin/python3\n")
     (sbin / "daytime-sd").chmod(0o755)
+    bin_ = root / "bin"  # ExecReload='s shell
+    bin_.mkdir()
+    (bin_ / "sh").write_text("#!/bin/sh\n")
+    (bin_ / "sh").chmod(0o755)
     man8 = root / "man/man8"
     man8.mkdir(parents=True)
     shutil.copy(REPO / "man/daytime-sd.8", man8 / "daytime-sd.8")
@@ -199,6 +205,22 @@ def test_accept_no_services(service: str) -> None:
     assert "--idle-timeout" in last(unit, "Service.ExecStart")
     socket = service.replace(".service", ".socket")
     assert last(unit, "Install.Also") == socket
+
+
+@pytest.mark.parametrize("service", ["daytime.service", "daytime-udp.service"])
+def test_reload_sends_sighup_to_the_main_process(service: str) -> None:
+    """`systemctl reload` re-reads the time zone (issue 11 defect 7): the ExecReload= line
+    run as systemd runs it ($$ is a literal $; MAINPID in the environment) signals a real
+    process.  test_units' test_11 does it under PID 1 and the units' sandbox."""
+    line = last(parse_unit(UNIT_DIR / service), "Service.ExecReload").replace("$$", "$")
+    code = "import signal,sys,time; signal.signal(signal.SIGHUP, lambda *a: sys.exit(7)); "
+    code += "print(flush=True); time.sleep(30)"
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) as target:
+        assert target.stdout is not None
+        target.stdout.readline()  # the handler is in place
+        env = {"MAINPID": str(target.pid), "PATH": "/usr/bin:/bin"}
+        subprocess.run(shlex.split(line), env=env, check=True, timeout=10)
+        assert target.wait(timeout=10) == 7
 
 
 def test_the_accept_no_service_sets_its_descriptor_limit() -> None:
