@@ -6,9 +6,14 @@ _MAPPED_PREFIX = "::ffff:"
 
 
 def unmap(host: str) -> str:
-    """``::ffff:192.0.2.1`` → ``192.0.2.1``: a dual-stack socket sees IPv4 clients mapped."""
-    if host[: len(_MAPPED_PREFIX)].lower() == _MAPPED_PREFIX and "." in host:
-        return host[len(_MAPPED_PREFIX) :]
+    """``::ffff:192.0.2.1`` → ``192.0.2.1``: a dual-stack socket sees IPv4 clients mapped.
+
+    Only that form: ``::ffff:0:192.0.2.1`` (IPv4-translated, RFC 2765) is an IPv6 address.
+    """
+    if host[: len(_MAPPED_PREFIX)].lower() == _MAPPED_PREFIX:
+        rest = host[len(_MAPPED_PREFIX) :]
+        if "." in rest and ":" not in rest:
+            return rest
     return host
 
 

@@ -13,6 +13,7 @@ from daytime_sd.netaddr import format_endpoint, split, unmap
         ("::ffff:192.0.2.1", "192.0.2.1"),
         ("::FFFF:127.0.0.1", "127.0.0.1"),
         ("::ffff:1:2", "::ffff:1:2"),  # not an IPv4-mapped literal
+        ("::ffff:0:192.0.2.1", "::ffff:0:192.0.2.1"),  # IPv4-translated: IPv6
         ("::1", "::1"),
         ("127.0.0.1", "127.0.0.1"),
     ],
