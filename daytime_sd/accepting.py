@@ -155,7 +155,7 @@ class Acceptor:
         forks: list[_socket.socket] | None = [] if self.children is not None else None
         make, here = _socket.socket, answer_now
         taken = 0
-        result = 0  # taken, or -1 at the queue's end (see above)
+        result: int  # taken, or -1 at the queue's end (see above)
         for _ in range(count or 1):
             try:
                 conn_fd, addr = listener._accept()  # type: ignore[attr-defined]  # no object
@@ -181,7 +181,7 @@ class Acceptor:
                 answered(conn, now)
         else:
             result = taken
-        if forks and self.children is not None:
+        if forks:
             self._fork(forks, line, now)
         self.served += taken
         return result

@@ -97,14 +97,11 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copytree(stock, root / UNIT_PATH, symlinks=True, dirs_exist_ok=True)
     for unit in UNIT_DIR.iterdir():
         shutil.copy(unit, root / UNIT_PATH / unit.name)
-    sbin = root / "usr/sbin"
-    sbin.mkdir(parents=True)
-    (sbin / "daytime-sd").write_text("#!/usr/bin/python3\n")
-    (sbin / "daytime-sd").chmod(0o755)
-    bin_ = root / "bin"  # ExecReload='s shell
-    bin_.mkdir()
-    (bin_ / "sh").write_text("#!/bin/sh\n")
-    (bin_ / "sh").chmod(0o755)
+    for stub in ("usr/sbin/daytime-sd", "bin/sh"):  # ExecStart='s and ExecReload='s programs
+        path = root / stub
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
     man8 = root / "man/man8"
     man8.mkdir(parents=True)
     shutil.copy(REPO / "man/daytime-sd.8", man8 / "daytime-sd.8")
