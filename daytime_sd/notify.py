@@ -1,7 +1,14 @@
-"""sd_notify(3) through sdnotify: READY, STATUS, WATCHDOG and STOPPING.
+"""sd_notify(3): READY through libsystemd, then STATUS, WATCHDOG and STOPPING through sdnotify.
 
 Nothing is imported or sent unless systemd gave us ``NOTIFY_SOCKET``.  STATUS is kept to
 at most one update a second: the service manager parses every datagram.
+
+READY=1 goes through python-systemd's C binding of libsystemd's own sd_notify(), already
+loaded to read LISTEN_FDS: sdnotify does ``import socket`` at its top, the largest single
+item between exec and READY (bench/ output, "Import costs").  The design names sdnotify for
+the notifications; we deviate for this one message, the one a Type=notify start and every
+unit ordered after us wait for.  sdnotify is imported after the serving loop's first
+round (``Notifier.connect``), so the client whose connection started us is answered first.
 
 sdnotify swallows every error unless built with ``debug=True``; we build it so, catch the
 errors here and log the first one: a Type=notify start that times out for want of READY=1
@@ -11,6 +18,7 @@ must leave a trace that says why.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from daytime_sd import log
@@ -18,7 +26,7 @@ from daytime_sd import log
 TYPE_CHECKING = False  # typing and socket cost memory that every forked child copies
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Protocol
 
     class _Sender(Protocol):
@@ -49,23 +57,38 @@ def safe_status(text: str) -> str:
     return text
 
 
+def _libsystemd_notify() -> Callable[[str], bool]:
+    """python-systemd's ``systemd.daemon.notify``, taken from its C binding: daemon.py
+    imports socket too.  The fallback is for a release that drops the private name."""
+    try:
+        from systemd._daemon import notify
+    except ImportError:
+        from systemd.daemon import notify
+    return notify  # type: ignore[no-any-return]
+
+
+def _require(name: str) -> None:
+    """Raise ImportError now, as ``import name`` would, without running the module.
+
+    A missing python3-sdnotify is reported at start (cli.missing), not at the first STATUS=;
+    importlib.util would cost more to import than the check, so ask the finders directly.
+    """
+    if not any(f.find_spec(name, None) for f in sys.meta_path if hasattr(f, "find_spec")):
+        raise ImportError(f"No module named {name!r}", name=name)
+
+
 class Notifier:
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
-        self._sender: _Sender | None = None
+        self._sender: _Sender | None = None  # sdnotify's, made on first use after READY
         self._socket: socket.socket | None = None
         self._address = env.get("NOTIFY_SOCKET", "")
-        self._failed = False
-        if self._address:
-            import sdnotify  # outside the try: a missing python3-sdnotify is cli's to report
-
-            try:
-                sender = sdnotify.SystemdNotifier(debug=True)  # raise, do not swallow
-            except Exception as err:  # connect(): no such socket, no permission, a bad name
-                self._failure("READY", err)
-            else:
-                self._socket = sender.socket
-                self._sender = sender
+        self._failed = False  # a failure was logged
+        self._closed = not self._address  # nothing (more) to send to
+        self._sd_notify: Callable[[str], bool] | None = None
+        if self._address:  # outside any try: a missing package is cli's to report
+            self._sd_notify = _libsystemd_notify()
+            _require("sdnotify")
         self.watchdog_interval = self._watchdog_interval(env)
         self._last_status = ""
         self._status_at = 0.0
@@ -79,11 +102,6 @@ class Notifier:
             return None
         return int(usec) / 2e6
 
-    @property
-    def active(self) -> bool:
-        """True while there is a notification socket to send to."""
-        return self._sender is not None
-
     def _failure(self, kind: str, err: BaseException) -> None:
         """Log the first failed notification only: a manager that does not read would
         otherwise add a line for every WATCHDOG=1."""
@@ -94,26 +112,65 @@ class Notifier:
                 " serving on (further failures are not logged)"
             )
 
+    def connect(self) -> None:
+        """Import sdnotify and connect its socket: the server's first round after READY=1
+        calls this, once the client whose connection started us has been answered.
+
+        From then on the descriptor is held, so STATUS and WATCHDOG still go out while
+        accept(2) finds none left.  A failure (no such socket, no descriptor to import or
+        connect with) is logged once and the next message tries again.
+        """
+        self._connect("connect")
+
+    def _connect(self, kind: str) -> _Sender | None:
+        if self._sender is None and not self._closed:
+            try:
+                import sdnotify
+
+                sender = sdnotify.SystemdNotifier(debug=True)  # raise, do not swallow
+            except Exception as err:  # connect(): no such socket, no permission; EMFILE
+                self._failure(kind, err)
+            else:
+                self._socket = sender.socket
+                self._sender = sender
+        return self._sender
+
     def _send(self, state: str, wait: float = 0.0) -> None:
         """Send without blocking the loop on a manager that does not read (queue full).
 
-        READY and STOPPING may wait a little; a STATUS or WATCHDOG that finds the queue full
-        is dropped: the next one follows within a second.
+        STOPPING may wait a little; a STATUS or WATCHDOG that finds the queue full is
+        dropped: the next one follows within a second.
         """
-        if self._sender is not None:
+        kind = state.partition("=")[0]
+        sender = self._connect(kind)
+        if sender is not None:
             if self._socket is not None:
                 self._socket.settimeout(wait)
             try:
-                self._sender.notify(state)
+                sender.notify(state)
             except Exception as err:  # OSError from sendall(); the text itself is safe
-                self._failure(state.partition("=")[0], err)
+                self._failure(kind, err)
 
     def ready(self, status: str) -> None:
+        """READY=1 and STATUS= in one datagram, and WATCHDOG=1 if the watchdog is on.
+
+        One datagram, READY=1 first: the manager takes the state and its text together, and
+        the text can no longer make the datagram fail (see safe_status).  The watchdog's
+        first ping rides along, so the next is due a whole interval later.
+
+        libsystemd's sd_notify() sends on a blocking socket: with the manager's queue full,
+        READY=1 waits until it reads rather than be dropped (sdnotify's send, given a time
+        limit, would drop it, and the start would time out all the same).
+        """
         self._last_status = status
         self._status_at = time.monotonic()
-        # One datagram, READY=1 first: the manager takes the state and its text together,
-        # and the text can no longer make the datagram fail (see safe_status).
-        self._send(f"READY=1\nSTATUS={safe_status(status)}", wait=1.0)
+        if self._sd_notify is None or self._closed:
+            return
+        ping = "WATCHDOG=1\n" if self.watchdog_interval else ""
+        try:
+            self._sd_notify(f"READY=1\n{ping}STATUS={safe_status(status)}")
+        except OSError as err:  # ENOENT, ECONNREFUSED, EACCES: the address, not the text
+            self._failure("READY", err)
 
     def status(self, status: str, force: bool = False) -> None:
         now = time.monotonic()
@@ -134,3 +191,4 @@ class Notifier:
             self._socket.close()
         self._socket = None
         self._sender = None
+        self._closed = True

@@ -91,6 +91,7 @@ class Server:
             loop.add(sock.fileno(), self._on_datagram)
         self.stop_reason = ""
         self.next_status = self.next_watchdog = FOREVER
+        self.connect_notifier = True  # in the first round after READY (notify.py says why)
         self.next_clock = 0.0  # the first read: in the first round after READY
 
     # -- addresses and status --------------------------------------------------------------
@@ -125,8 +126,7 @@ class Server:
         log.info(f"serving {self.describe()}; {self.source}")
         now = time.monotonic()
         self.next_status = now + 1.0  # STATUS= at most once a second
-        if self.notifier.watchdog_interval:
-            self.notifier.watchdog()
+        if self.notifier.watchdog_interval:  # READY=1 carried the first WATCHDOG=1
             self.next_watchdog = now + self.notifier.watchdog_interval
         loop.run()
         return self._stop()
@@ -137,6 +137,9 @@ class Server:
 
     def _tick(self, now: float) -> float:
         """Signals, the clock's state, STATUS, the watchdog and the idle timeout."""
+        if self.connect_notifier:
+            self.connect_notifier = False
+            self.notifier.connect()
         if self.loop.signals:
             self._signals()
         if now >= self.next_clock:

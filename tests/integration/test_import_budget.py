@@ -71,7 +71,8 @@ FORBIDDEN = (
 # Modules excused on the systemd paths, with the reason; empty since activation.py calls
 # python-systemd's C binding instead of systemd.daemon (which imported socket and enum).
 KNOWN_DEFECTS: dict[str, str] = {}
-# By design, and only under NOTIFY_SOCKET: sdnotify (issue 11 defect 4: it stays) imports socket.
+# By design, and only under NOTIFY_SOCKET: sdnotify (issue 11 defect 4: it stays) imports socket,
+# after READY=1 (notify.py; test_notify checks the order).
 WITH_NOTIFY = {"sdnotify": "sdnotify imports socket; it is loaded only when NOTIFY_SOCKET is set"}
 
 PACKAGE_DIR = Path(daytime_sd.__file__).resolve().parents[1]  # REPO, or dist-packages

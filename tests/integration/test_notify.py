@@ -1,4 +1,5 @@
-"""READY=1 always arrives, whatever the socket paths in STATUS=; failures are logged once.
+"""READY=1 always arrives, whatever the socket paths in STATUS=; failures are logged once;
+READY=1 goes out before sdnotify (and its ``import socket``) is loaded.
 
 The notify socket is real (support.Notifications); systemd-socket-activate hands the service
 AF_UNIX listeners whose paths end up in STATUS=.
@@ -10,11 +11,15 @@ import codecs
 import contextlib
 import os
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+import daytime_sd
 
 from .support import CTIME, PYTHON, Notifications, Service, base_env, free_port, query, service
 
@@ -79,6 +84,62 @@ def test_ready_fits_in_a_datagram_the_manager_accepts_with_a_long_status() -> No
             assert "sd_notify" not in svc.stderr, svc.stderr
 
 
+# The Notifier under python3 -S, as the launcher runs it (python3-systemd and python3-sdnotify
+# from dist-packages, the package under test from wherever it is): which of the modules READY
+# must not wait for are loaded after each message.
+NOTIFIER = """
+import sys
+sys.path.append("/usr/lib/python3/dist-packages")
+from daytime_sd.notify import Notifier
+notifier = Notifier()
+def loaded(when):
+    print(when, *sorted({"socket", "sdnotify"} & set(sys.modules)))
+loaded("start:")
+notifier.ready("Serving tcp 127.0.0.1:13 (in-process)")
+loaded("READY:")
+notifier.connect()  # the server's first round after READY
+loaded("connect:")
+notifier.status("Serving tcp 127.0.0.1:13 (in-process); 1 TCP connection", force=True)
+notifier.watchdog()
+notifier.stopping("Stopping (SIGTERM)")
+notifier.close()
+"""
+PACKAGE_DIR = str(Path(daytime_sd.__file__).resolve().parents[1])  # the tree, or dist-packages
+
+
+def run_notifier(**env: str) -> tuple[list[str], list[str]]:
+    """NOTIFIER's report, and the datagrams it sent to a real notify socket."""
+    with short_dir() as tmp, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ns:
+        path = os.path.join(tmp, "notify")
+        ns.bind(path)
+        env = base_env(NOTIFY_SOCKET=path, PYTHONPATH=PACKAGE_DIR, **env)
+        proc = subprocess.run([PYTHON, "-S", "-c", NOTIFIER], env=env, capture_output=True,
+                              text=True, timeout=30, cwd="/")  # fmt: skip
+        assert proc.returncode == 0 and not proc.stderr, proc
+        ns.setblocking(False)
+        sent = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                sent.append(ns.recv(65536).decode())
+    return proc.stdout.splitlines(), sent
+
+
+def test_ready_goes_out_before_sdnotify_and_socket_are_loaded() -> None:
+    report, sent = run_notifier()
+    assert report == ["start:", "READY:", "connect: sdnotify socket"], report
+    assert sent == [
+        "READY=1\nSTATUS=Serving tcp 127.0.0.1:13 (in-process)",
+        "STATUS=Serving tcp 127.0.0.1:13 (in-process); 1 TCP connection",
+        "WATCHDOG=1",
+        "STOPPING=1\nSTATUS=Stopping (SIGTERM)",
+    ], sent
+
+
+def test_ready_carries_the_first_watchdog_ping_when_the_watchdog_is_on() -> None:
+    _report, sent = run_notifier(WATCHDOG_USEC="30000000")
+    assert sent[0] == "READY=1\nWATCHDOG=1\nSTATUS=Serving tcp 127.0.0.1:13 (in-process)", sent
+
+
 def notify_lines(svc: Service) -> list[str]:
     return [line for line in svc.stderr.splitlines() if "sd_notify" in line]
 
@@ -128,4 +189,8 @@ def test_a_notify_socket_that_goes_away_is_logged_once_for_many_failures() -> No
     assert svc.proc.returncode == 0, svc.stderr
     lines = notify_lines(svc)
     assert len(lines) == 1, svc.stderr
-    assert lines[0].startswith("daytime-sd: sd_notify STATUS to "), lines
+    # sdnotify connects in the first round after READY=1, which is most often before the
+    # socket is closed here: then the first STATUS= is what fails.
+    assert lines[0].startswith(
+        ("daytime-sd: sd_notify STATUS to ", "daytime-sd: sd_notify connect to ")
+    ), lines

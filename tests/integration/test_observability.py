@@ -305,20 +305,25 @@ def test_listen_variables_are_gone_from_the_environment(addressed: bool) -> None
 
 
 # Debian's python3 without site-packages (-S): python3-systemd and python3-sdnotify are
-# really not importable, as on a system without those packages.
+# really not importable, as on a system without those packages.  With NOTIFY_SOCKET both are
+# needed (READY=1 goes through python3-systemd): sdnotify's absence is reported at start,
+# not at the first STATUS= a second later.
 @pytest.mark.parametrize(
-    ("script", "env", "package"),
+    ("script", "env", "provided", "package"),
     [
-        (AS_SYSTEMD, {}, "python3-systemd"),
-        ('exec "$@"', {"NOTIFY_SOCKET": "/nonexistent/notify"}, "python3-sdnotify"),
+        (AS_SYSTEMD, {}, (), "python3-systemd"),
+        ('exec "$@"', {"NOTIFY_SOCKET": "/nonexistent/notify"}, (), "python3-systemd"),
+        ('exec "$@"', {"NOTIFY_SOCKET": "/nonexistent/notify"}, ("systemd",), "python3-sdnotify"),
     ],
 )
 def test_a_missing_package_is_one_clear_line(
-    script: str, env: dict[str, str], package: str, tmp_path: Path
+    script: str, env: dict[str, str], provided: tuple[str, ...], package: str, tmp_path: Path
 ) -> None:
-    # daytime_sd alone on the path: a copy of the package under test, wherever it is (the
-    # source tree, or dist-packages beside python3-systemd in the autopkgtest).
+    # daytime_sd (a copy of the package under test, wherever it is: the source tree, or
+    # dist-packages beside python3-systemd in the autopkgtest) and ``provided`` alone on the path.
     shutil.copytree(Path(daytime_sd.__file__).parent, tmp_path / "daytime_sd")
+    for name in provided:
+        (tmp_path / name).symlink_to(f"/usr/lib/python3/dist-packages/{name}")
     env = {**env, "PYTHONPATH": str(tmp_path)}
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
