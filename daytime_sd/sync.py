@@ -15,7 +15,7 @@ no client can take for a time.
 
 from __future__ import annotations
 
-from daytime_sd import clock, log, nist
+from daytime_sd import clock, leapseconds, log, nist
 from daytime_sd.protocol import NIST_FORMAT, render
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing is slow to import, mypy honours both
@@ -31,7 +31,7 @@ class ClockSync:
         self.require = config.require_sync
         self.label = config.nist_label
         self.watch = clock.Watch(clock.read)  # clock.read looked up now: tests replace it
-        self._table: nist.LeapTable | None = None
+        self._table: leapseconds.LeapTable | None = None
         self._table_read = False
         self._fmt = config.format
         self._utc = config.utc
@@ -59,16 +59,18 @@ class ClockSync:
             return ""  # not read yet
         return clock.describe(self.watch.clock)
 
-    def _leap_table(self, when: float) -> nist.LeapTable | None:
+    def _leap_table(self, when: float) -> leapseconds.LeapTable | None:
         table = self._table
         if table is None or not table.valid_at(when):
             if self._table_read and table is None:
                 return None  # unreadable: tried once, NIST's L is then the kernel's alone
             self._table_read = True
             try:
-                self._table = table = nist.read_leap_table()
+                self._table = table = leapseconds.read_leap_table()
             except (OSError, ValueError) as err:
-                log.warning(f"{nist.LEAP_SECONDS_LIST}: {err}; leap seconds from the kernel only")
+                log.warning(
+                    f"{leapseconds.LEAP_SECONDS_LIST}: {err}; leap seconds from the kernel only"
+                )
                 self._table = None
                 return None
         return table

@@ -293,7 +293,7 @@ def test_require_sync_is_off_unless_asked() -> None:
     assert parse(["--require-sync"]).require_sync is True
 
 
-@pytest.mark.parametrize("module", ["daytime_sd.config", "daytime_sd.options"])
+@pytest.mark.parametrize("module", ["daytime_sd.config", "daytime_sd.options", "daytime_sd.values"])
 def test_importing_it_loads_neither_collections_nor_typing(
     lean_import: Callable[[str], None], module: str
 ) -> None:
