@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daytime_sd import leapseconds, nist
+from daytime_sd import leapseconds, nist, options
 from daytime_sd.clock import STA_DEL, STA_INS, STA_PLL, STA_UNSYNC, TIME_ERROR, TIME_OK, KernelClock
 
 LEAP_LIST = Path(leapseconds.LEAP_SECONDS_LIST)
@@ -150,6 +150,11 @@ def test_labels() -> None:
     for bad in ("", "UTC HOST", "UTC(HÖST)", "x" * 33, "tab\there", "nl\n"):
         with pytest.raises(ValueError):
             nist.check_label(bad)
+
+
+def test_the_option_table_copies_of_the_labels_agree() -> None:
+    # options.py repeats them so that the per-connection path need not import nist.py.
+    assert (options.NIST_DEFAULT_LABEL, options.NIST_LABEL) == (nist.DEFAULT_LABEL, nist.NIST_LABEL)
 
 
 # --- TT ----------------------------------------------------------------------------------
