@@ -271,6 +271,18 @@ def make_servers(
     )
     servers.append(
         Server(
+            "py-epoll",
+            "bare Python epoll loop (bench/pyepoll.py)",
+            "tcp",
+            "reference",
+            lambda p: [PYTHON, "-S", str(REPO / "bench" / "pyepoll.py"), HOST, str(p)],
+            env=py_env(),
+            note="python3 -S: cepoll.c's loop with the line and FIN in one segment and the "
+            "close a round later (no linger bound, no timers); the CPython floor in-process",
+        )
+    )
+    servers.append(
+        Server(
             "c-fork",
             "C fork per connection (bench/cfork.c)",
             "tcp",
@@ -1258,6 +1270,21 @@ def markdown(
             f"{ours:.2f}x that loop. What the fork target asks is bounded by the first figure: "
             "the cost of fork in CPython (its memory to copy, the pages a child writes), not "
             "what the server does around it."
+        )
+        out.append("")
+    inproc = [
+        (cell_name(*c), ratio(summary, "py-epoll", "c-epoll", cell_name(*c)),
+         ratio(summary, "dsd-inproc", "py-epoll", cell_name(*c)))
+        for c in CELLS
+    ]  # fmt: skip
+    if all(f is not None and o is not None for _c, f, o in inproc):
+        out.append(
+            "In-process, per cell: the bare CPython epoll loop (bench/pyepoll.py) reaches "
+            + ", ".join(f"{f:.2f}x" for _c, f, _o in inproc)
+            + " the C epoll server, and daytime-sd Accept=no "
+            + ", ".join(f"{o:.2f}x" for _c, _f, o in inproc)
+            + f" that loop ({', '.join(c for c, _f, _o in inproc)}). Where the first figure "
+            "is below the target's 0.9x, the interpreter's cost per connection bounds it."
         )
         out.append("")
     if imports:

@@ -63,8 +63,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert machine["before"]["seconds"] > 0, machine
     raw: dict[str, Any] = doc["raw"]
     ran = {k: v for k, v in raw.items() if not v.get("skipped")}
-    # The C references need only gcc, the bare Python fork server only python3: they always run.
-    assert {"c-epoll", "c-fork", "c-epoll-udp", "py-fork"} <= ran.keys(), raw.keys()
+    # The C references need only gcc, the bare Python servers only python3: they always run.
+    assert {"c-epoll", "py-epoll", "c-fork", "c-epoll-udp", "py-fork"} <= ran.keys(), raw.keys()
     for key, server in ran.items():
         assert not server.get("failures"), (key, server.get("failures"))
         runs = [r for cell in server["runs"].values() for r in cell]
