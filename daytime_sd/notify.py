@@ -22,6 +22,7 @@ import sys
 import time
 
 from daytime_sd import log
+from daytime_sd.accepting import RESOURCE  # the errnos of a shortage: try again later
 
 TYPE_CHECKING = False  # typing and socket cost memory that every forked child copies
 if TYPE_CHECKING:
@@ -117,8 +118,9 @@ class Notifier:
         calls this, once the client whose connection started us has been answered.
 
         From then on the descriptor is held, so STATUS and WATCHDOG still go out while
-        accept(2) finds none left.  A failure (no such socket, no descriptor to import or
-        connect with) is logged once and the next message tries again.
+        accept(2) finds none left.  A failure is logged once; after a shortage (no
+        descriptor to import or connect with) the next message tries again, after any other
+        (no such socket, no permission) nothing more is sent, as sdnotify itself would do.
         """
         self._connect("connect")
 
@@ -130,6 +132,7 @@ class Notifier:
                 sender = sdnotify.SystemdNotifier(debug=True)  # raise, do not swallow
             except Exception as err:  # connect(): no such socket, no permission; EMFILE
                 self._failure(kind, err)
+                self._closed = getattr(err, "errno", None) not in RESOURCE
             else:
                 self._socket = sender.socket
                 self._sender = sender

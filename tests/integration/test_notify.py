@@ -140,6 +140,44 @@ def test_ready_carries_the_first_watchdog_ping_when_the_watchdog_is_on() -> None
     assert sent[0] == "READY=1\nWATCHDOG=1\nSTATUS=Serving tcp 127.0.0.1:13 (in-process)", sent
 
 
+# sdnotify's import and connect need descriptors: with none left (the soft limit at the lowest
+# free one) the first try fails and is logged; the next message, with descriptors again, gets out.
+SHORTAGE = """
+import os, resource, sys
+sys.path.append("/usr/lib/python3/dist-packages")
+from daytime_sd.notify import Notifier
+notifier = Notifier()
+notifier.ready("Serving")
+limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+free = os.dup(0)
+os.close(free)
+resource.setrlimit(resource.RLIMIT_NOFILE, (free, limits[1]))
+notifier.connect()
+resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+notifier.status("Serving; 1 TCP connection", force=True)
+notifier.watchdog()
+"""
+
+
+def test_a_descriptor_shortage_at_connect_is_logged_once_and_the_next_message_gets_out() -> None:
+    with short_dir() as tmp, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ns:
+        path = os.path.join(tmp, "notify")
+        ns.bind(path)
+        env = base_env(NOTIFY_SOCKET=path, PYTHONPATH=PACKAGE_DIR)
+        proc = subprocess.run([PYTHON, "-S", "-c", SHORTAGE], env=env, capture_output=True,
+                              text=True, timeout=30, cwd="/")  # fmt: skip
+        ns.setblocking(False)
+        sent = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                sent.append(ns.recv(65536).decode())
+    assert proc.returncode == 0, proc
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("daytime-sd: sd_notify connect to "), lines
+    assert "Too many open files" in lines[0], lines
+    assert sent == ["READY=1\nSTATUS=Serving", "STATUS=Serving; 1 TCP connection", "WATCHDOG=1"]
+
+
 def notify_lines(svc: Service) -> list[str]:
     return [line for line in svc.stderr.splitlines() if "sd_notify" in line]
 
