@@ -107,20 +107,27 @@ notifier.close()
 PACKAGE_DIR = str(Path(daytime_sd.__file__).resolve().parents[1])  # the tree, or dist-packages
 
 
-def run_notifier(**env: str) -> tuple[list[str], list[str]]:
-    """NOTIFIER's report, and the datagrams it sent to a real notify socket."""
+def run_script(script: str, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``script`` under python3 -S with a real notify socket; the datagrams it sent."""
     with short_dir() as tmp, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ns:
         path = os.path.join(tmp, "notify")
         ns.bind(path)
         env = base_env(NOTIFY_SOCKET=path, PYTHONPATH=PACKAGE_DIR, **env)
-        proc = subprocess.run([PYTHON, "-S", "-c", NOTIFIER], env=env, capture_output=True,
+        proc = subprocess.run([PYTHON, "-S", "-c", script], env=env, capture_output=True,
                               text=True, timeout=30, cwd="/")  # fmt: skip
-        assert proc.returncode == 0 and not proc.stderr, proc
+        assert proc.returncode == 0, proc
         ns.setblocking(False)
         sent = []
         with contextlib.suppress(BlockingIOError):
             while True:
                 sent.append(ns.recv(65536).decode())
+    return proc, sent
+
+
+def run_notifier(**env: str) -> tuple[list[str], list[str]]:
+    """NOTIFIER's report, and the datagrams it sent."""
+    proc, sent = run_script(NOTIFIER, **env)
+    assert not proc.stderr, proc
     return proc.stdout.splitlines(), sent
 
 
@@ -160,18 +167,7 @@ notifier.watchdog()
 
 
 def test_a_descriptor_shortage_at_connect_is_logged_once_and_the_next_message_gets_out() -> None:
-    with short_dir() as tmp, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ns:
-        path = os.path.join(tmp, "notify")
-        ns.bind(path)
-        env = base_env(NOTIFY_SOCKET=path, PYTHONPATH=PACKAGE_DIR)
-        proc = subprocess.run([PYTHON, "-S", "-c", SHORTAGE], env=env, capture_output=True,
-                              text=True, timeout=30, cwd="/")  # fmt: skip
-        ns.setblocking(False)
-        sent = []
-        with contextlib.suppress(BlockingIOError):
-            while True:
-                sent.append(ns.recv(65536).decode())
-    assert proc.returncode == 0, proc
+    proc, sent = run_script(SHORTAGE)
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("daytime-sd: sd_notify connect to "), lines
     assert "Too many open files" in lines[0], lines
