@@ -97,8 +97,10 @@ class Loop:
             now = monotonic()
             if now >= until:
                 break
-            # The ceiling rounding of epoll's millisecond timeout never wakes us early.
-            for fd, _events in poll(max(0.0, min(wake, until) - now), MAX_EVENTS):
+            # Nothing due blocks (epoll takes -1, and raises OverflowError for infinity);
+            # the ceiling rounding of its millisecond timeout never wakes us early.
+            timeout = min(wake, until) - now
+            for fd, _events in poll(-1.0 if timeout == FOREVER else max(0.0, timeout), MAX_EVENTS):
                 handler = handlers.get(fd)
                 if handler is not None:
                     handler(fd)
