@@ -73,14 +73,21 @@ def classify(fd: int) -> _socket.socket:
 def _check_systemd_env(env: Mapping[str, str]) -> bool:
     """Validate LISTEN_PID/LISTEN_FDS ourselves, for messages that say what is wrong.
 
-    Returns False when the variables are addressed to another process (ignored, as
-    sd_listen_fds(3) does); raises when they are addressed to us but malformed.
+    Returns False when the variables are not for us; raises when they are addressed to us
+    but malformed.  As sd_listen_fds(3) and libsystemd do, a missing ``LISTEN_PID``, one
+    that names another process, or a missing ``LISTEN_FDS`` means "not activated": a
+    variable inherited without its partner is a stale leftover, not a claim of sockets.
+    A ``LISTEN_PID`` that is not a number at all is an error there and here.
+    Deviation: libsystemd returns -EINVAL for ``LISTEN_FDS=0``, as we do, but we also
+    refuse more than 4096 descriptors, a count no socket unit of ours produces.
     """
-    pid_text = env.get("LISTEN_PID", "")
-    fds_text = env.get("LISTEN_FDS", "")
+    pid_text = env.get("LISTEN_PID")
+    fds_text = env.get("LISTEN_FDS")
+    if pid_text is None:
+        return False
     if not pid_text.isdigit() or not pid_text.isascii():
         raise ActivationError(f"LISTEN_PID={pid_text!r} is not a process id")
-    if int(pid_text) != os.getpid():
+    if int(pid_text) != os.getpid() or fds_text is None:
         return False
     if not fds_text.isdigit() or not fds_text.isascii():
         raise ActivationError(f"LISTEN_FDS={fds_text!r} is not a number of file descriptors")

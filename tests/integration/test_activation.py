@@ -133,14 +133,12 @@ def run_with_env(env_script: str, *args: str) -> subprocess.CompletedProcess[str
         ("export LISTEN_PID=$$ LISTEN_FDS=0;", "LISTEN_FDS=0"),
         ("export LISTEN_PID=$$ LISTEN_FDS=2;", "not open"),
         ("export LISTEN_PID=x LISTEN_FDS=1;", "LISTEN_PID='x' is not a process id"),
-        ("export LISTEN_FDS=1;", "LISTEN_PID='' is not a process id"),
         ("export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=a:b;", "does not name 1"),
         ("export LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=a;", "does not name 2"),
         ("exec 3</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1;", "descriptor 3 is not a socket"),
         ("export LISTEN_PID=$$ LISTEN_FDS=99999;", "more descriptors"),
         ("export LISTEN_PID=$$ LISTEN_FDS=4096;", "LISTEN_FDS=4096, but file descriptor 3 is"),
         ("export LISTEN_PID=$$ LISTEN_FDS=4097;", "more descriptors"),
-        ("export LISTEN_PID=$$;", "LISTEN_FDS='' is not a number"),  # LISTEN_PID alone
         ("export LISTEN_PID=\u0661 LISTEN_FDS=1;", "is not a process id"),  # a non-ASCII digit
         (
             "exec 3</dev/null; export LISTEN_PID=$$ LISTEN_FDS=2;",
@@ -182,14 +180,25 @@ def test_connected_stream_on_fd3_gets_one_line_and_the_process_exits() -> None:
         left.close()
 
 
-# Lower and higher than any pid of ours (pid_max is at most 4194304).
-@pytest.mark.parametrize("pid", ["1", "4194305"])
-def test_listen_pid_of_another_process_is_ignored(pid: str) -> None:
+# sd_listen_fds(3): LISTEN_* for another process (pids lower and higher than any of ours:
+# pid_max is at most 4194304), a LISTEN_FDS without LISTEN_PID, or our LISTEN_PID without
+# LISTEN_FDS all mean "not activated": the service listens itself.
+@pytest.mark.parametrize(
+    "env_script",
+    [
+        "export LISTEN_PID=1 LISTEN_FDS=1;",
+        "export LISTEN_PID=4194305 LISTEN_FDS=1;",
+        "export LISTEN_FDS=1;",
+        "export LISTEN_FDS=1 LISTEN_FDNAMES=x;",
+        "export LISTEN_PID=$$;",
+    ],
+)
+def test_listen_variables_not_for_us_are_ignored(env_script: str) -> None:
     port = free_port()
-    env = base_env(LISTEN_PID=pid, LISTEN_FDS="1")
+    script = f'{env_script} exec "$0" -m daytime_sd "$@"'
     proc = subprocess.Popen(
-        [PYTHON, "-m", "daytime_sd", "--listen", "127.0.0.1", "--port", str(port)],
-        env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        ["sh", "-c", script, PYTHON, "--listen", "127.0.0.1", "--port", str(port)],
+        env=base_env(), cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

@@ -25,8 +25,21 @@ def stdin_is_a_socket() -> bool:
         return False
 
 
-def test_variables_for_another_process_are_removed_from_the_given_mapping() -> None:
-    env = {"LISTEN_PID": "1", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "x", "OTHER": "kept"}
+# sd_listen_fds(3): another process's LISTEN_PID, none at all (a LISTEN_FDS inherited on
+# its own), or ours without LISTEN_FDS all mean "not activated", never an error.
+@pytest.mark.parametrize(
+    "listen",
+    [
+        {"LISTEN_PID": "1", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "x"},
+        {"LISTEN_FDS": "1"},
+        {"LISTEN_FDS": "1", "LISTEN_FDNAMES": "x"},
+        {"LISTEN_PID": str(os.getpid())},
+    ],
+)
+def test_variables_not_for_us_are_removed_from_the_given_mapping(
+    listen: dict[str, str],
+) -> None:
+    env = {**listen, "OTHER": "kept"}
     found = detect(env)
     assert env == {"OTHER": "kept"}  # this mapping, not os.environ
     if not stdin_is_a_socket():
@@ -36,7 +49,7 @@ def test_variables_for_another_process_are_removed_from_the_given_mapping() -> N
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"LISTEN_FDS": "1"}, "LISTEN_PID='' is not a process id"),
+        ({"LISTEN_PID": "x", "LISTEN_FDS": "1"}, "LISTEN_PID='x' is not a process id"),
         ({"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "x"}, "LISTEN_FDS='x' is not a number"),
         ({"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "0"}, "LISTEN_FDS=0"),
     ],
