@@ -57,17 +57,26 @@ def _utc_offset(tm: time.struct_time) -> str:
     return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def _expand_colon_z(fmt: str, tm: time.struct_time) -> str:
-    """Expand the GNU-style ``%:z`` that C strftime lacks; leave every other conversion."""
-    if "%:z" not in fmt:
+def _expand(fmt: str, tm: time.struct_time, when: float) -> str:
+    """Expand the two conversions we render ourselves; leave every other one to strftime.
+
+    ``%:z`` (the GNU offset with a colon) is missing from C strftime.  ``%s`` (seconds since
+    the epoch) is glibc's, and glibc computes it with mktime(3), which reads the struct as
+    *local* time: under ``--utc`` it would be off by the zone's offset.  The instant is
+    ``when`` itself, so it is written from that in every mode.
+    """
+    if "%:z" not in fmt and "%s" not in fmt:
         return fmt
-    # Walk the conversions so that "%%:z" stays a literal "%:z" (no re: it is slow to import).
+    # Walk the conversions so that "%%s" stays a literal "%s" (no re: it is slow to import).
     out: list[str] = []
     i = 0
     while i < len(fmt):
         if fmt.startswith("%:z", i):
             out.append(_utc_offset(tm))
             i += 3
+        elif fmt.startswith("%s", i):
+            out.append(str(int(when // 1)))
+            i += 2
         elif fmt[i] == "%":
             out.append(fmt[i : i + 2])
             i += 2
@@ -84,7 +93,7 @@ def render(fmt: str, when: float, utc: bool) -> bytes:
     time is replaced by ``?``: a client must never receive bytes the RFC does not allow.
     """
     tm = time.gmtime(when) if utc else time.localtime(when)
-    text = time.strftime(_expand_colon_z(fmt, tm), tm)
+    text = time.strftime(_expand(fmt, tm, when), tm)
     data = text.encode("ascii", "replace")[: MAX_LINE - 2]
     if not _printable(data):
         data = bytes(b if 0x20 <= b < 0x7F else 0x3F for b in data)
@@ -103,7 +112,7 @@ def validate_format(fmt: str, utc: bool) -> None:
         raise FormatError(f"the format is longer than {MAX_LINE} characters")
     for when in _PROBES:
         tm = time.gmtime(when) if utc else time.localtime(when)
-        text = time.strftime(_expand_colon_z(fmt, tm), tm)
+        text = time.strftime(_expand(fmt, tm, when), tm)
         if not text.strip():
             raise FormatError(f"format {fmt!r} renders an empty line")
         try:

@@ -262,3 +262,27 @@ def test_importing_it_loads_neither_collections_nor_typing(
 ) -> None:
     """protocol.py is on the per-connection path: every connection would pay for them."""
     lean_import("daytime_sd.protocol")
+
+
+# Zones east and west of Greenwich, with and without DST, and a half-hour offset.
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Pacific/Auckland"]
+# Every conversion whose text depends on the instant or the zone (glibc's %s reads the
+# struct through mktime(3), i.e. as local time: issue 21.10).
+EVERY_CONVERSION = (
+    "%s %%s %a %A %b %B %c %C %d %D %e %F %g %G %H %I %j %k %l %m %M %p %r %R %S %T %u %U "
+    "%V %w %W %x %X %y %Y %z %:z %Z"
+)
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.usefixtures("tz")
+def test_utc_renders_the_same_instant_in_every_zone(zone: str) -> None:
+    set_tz("UTC")
+    expected = render(EVERY_CONVERSION, WHEN, True)
+    set_tz(zone)
+    assert render(EVERY_CONVERSION, WHEN, True) == expected
+    assert render("%s", WHEN, True) == b"1795500000\r\n"
+    assert render("%s", WHEN, False) == b"1795500000\r\n"  # local time: the same instant
+    assert render("%%s", WHEN, True) == b"%s\r\n"  # a literal stays literal
+    assert LineCache("%s", utc=True).line(WHEN + 0.7) == b"1795500000\r\n"
+    validate_format(EVERY_CONVERSION, True)
