@@ -44,6 +44,7 @@ class Loop:
         self.handlers: dict[int, Callable[[int], None]] = {}
         self.timers: list[Timer] = []
         self.signals: list[int] = []
+        self.caught: list[int] = []
         self.running = False
         self.wake_r = self.wake_w = -1
 
@@ -70,6 +71,7 @@ class Loop:
         _signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         for signum in signums:
             _signal.signal(signum, self._on_signal)
+            self.caught.append(signum)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.signals.append(signum)
@@ -116,6 +118,16 @@ class Loop:
         self.running = False
 
     def close(self) -> None:
+        """Release the epoll set and the pipe; the caught signals are ignored from now on.
+
+        Ignored, not restored: the process is on its way out, and CPython puts SIG_DFL back
+        for every signal with a Python handler while it finalizes, so a reload or a second
+        stop arriving then (``systemctl reload`` racing a stop) would kill it.
+        """
+        for signum in self.caught:
+            _signal.signal(signum, _signal.SIG_IGN)
+        if self.caught:
+            _signal.set_wakeup_fd(-1)
         self.ep.close()
         for fd in (self.wake_r, self.wake_w):
             if fd >= 0:

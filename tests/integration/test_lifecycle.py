@@ -127,6 +127,31 @@ def test_sighup_does_not_stop_it() -> None:
         assert "SIGHUP" in svc.stderr
 
 
+@pytest.mark.parametrize("mode", ["--no-fork", "--fork"])
+@pytest.mark.parametrize("late", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT])
+def test_signals_while_it_stops_are_still_handled(mode: str, late: int) -> None:
+    """A reload racing a stop (SIGTERM, then SIGHUPs until it is gone) still exits 0.
+
+    Issue 21.9: CPython puts SIG_DFL back for every signal with a Python handler as the
+    interpreter finalizes, so a SIGHUP in that window killed the process (status 129).
+    """
+    port = free_port()
+    with service(["--listen", "127.0.0.1", "--port", str(port), mode]) as svc:
+        assert CTIME.match(query("127.0.0.1", port))
+        svc.signal(signal.SIGTERM)
+        sent = 0
+        while svc.proc.poll() is None and sent < 100_000:
+            try:
+                svc.signal(late)
+            except ProcessLookupError:
+                break
+            sent += 1
+            time.sleep(0.0002)
+        assert svc.wait() == 0, (sent, svc.stderr)
+        assert sent > 0
+        assert "Traceback" not in svc.stderr
+
+
 def test_idle_timeout_exits_and_the_socket_keeps_the_next_client() -> None:
     """The test holds the listening socket, as systemd's PID 1 does: a client that connects
     after the idle exit waits in the backlog and the next instance answers it."""
