@@ -22,6 +22,7 @@ STA_UNSYNC, maxerror = 16 s state agrees with.
 
 from __future__ import annotations
 
+import errno
 import os
 
 TYPE_CHECKING = False  # typing and collections.abc cost memory every forked child copies
@@ -173,7 +174,30 @@ def read() -> KernelClock:
     return _adjtimex()
 
 
-def describe(clock: KernelClock | None) -> str:
+# What a seccomp filter answers for a system call it refuses: EPERM from systemd's
+# ProtectClock=, systemd-nspawn's own filter and Docker's default profile, ENOSYS or EACCES
+# from others.  Nothing the admin of this service can change from inside the sandbox.
+REFUSED = frozenset((errno.EPERM, errno.EACCES, errno.ENOSYS))
+
+
+def refused(error: BaseException | None) -> bool:
+    """Whether ``error`` is the sandbox refusing the read (rather than the read failing)."""
+    return isinstance(error, OSError) and error.errno in REFUSED
+
+
+def reason(error: BaseException | None) -> str:
+    """Why the state is unknown, in a few words, for the log and STATUS=."""
+    if error is None:
+        return "not read yet"
+    if isinstance(error, OSError):
+        why = os.strerror(error.errno) if error.errno else str(error)
+        if refused(error):
+            return f"adjtimex refused by the sandbox ({why})"
+        return f"adjtimex failed ({why})" if why else "adjtimex failed"
+    return f"reading it failed ({type(error).__name__}: {error})"
+
+
+def describe(clock: KernelClock | None, error: BaseException | None = None) -> str:
     """The STATUS= text.
 
     The figure is maxerror, rounded up to a whole millisecond, not esterror: maxerror is a
@@ -182,7 +206,7 @@ def describe(clock: KernelClock | None) -> str:
     daemon dies.  "±N ms" must stay true without the daemon's help.
     """
     if clock is None:
-        return "clock state unknown (adjtimex failed)"
+        return f"clock state unknown: {reason(error)}"
     if not clock.synchronized:
         return "clock NOT synchronized"
     return f"clock synchronized (±{-(-clock.maxerror_us // 1000)} ms)"
@@ -191,9 +215,13 @@ def describe(clock: KernelClock | None) -> str:
 class Watch:
     """The latest kernel clock state, read at most once per ``interval`` seconds.
 
-    Pure apart from the injected ``reader``: the caller passes the time, and learns from
-    :meth:`poll` when the state that gets logged changed (synchronized, not synchronized,
-    unreadable), so that it logs one line per change and not one per read.
+    Pure apart from the injected ``reader``: the caller passes the (monotonic) time, and
+    learns from :meth:`poll` when the state that gets logged changed (synchronized, not
+    synchronized, unreadable), so that it logs one line per change and not one per read.
+
+    The reader is an input that can fail in any way: a sandbox refusing the system call,
+    or the binding itself breaking on a newer Python.  Every failure means "state unknown"
+    (NIST's H = 2, ``--require-sync`` withholds) and serving goes on.
     """
 
     __slots__ = ("_last", "_reader", "_state", "clock", "error", "interval")
@@ -204,7 +232,7 @@ class Watch:
         self._last: float | None = None
         self._state: str | None = None  # None until the first poll: the first one reports
         self.clock: KernelClock | None = None  # None while the state cannot be read
-        self.error: OSError | None = None
+        self.error: Exception | None = None
 
     @property
     def synchronized(self) -> bool:
@@ -214,8 +242,8 @@ class Watch:
     def poll(self, now: float) -> bool:
         """Read if ``interval`` has passed since the last read; True when the state changed.
 
-        The first poll always reads and reports.  A clock that went backwards (it was
-        stepped) also triggers a read, so a step back cannot stop the reads for its length.
+        The first poll always reads and reports.  A ``now`` before the last read (a
+        caller's clock that was stepped back) reads at once rather than waiting it out.
         """
         last = self._last
         if last is not None and 0 <= now - last < self.interval:
@@ -224,7 +252,7 @@ class Watch:
         try:
             self.clock = self._reader()
             self.error = None
-        except OSError as exc:
+        except Exception as exc:  # any failure is "unknown", never a crash
             self.clock = None
             self.error = exc
         state = "unknown" if self.clock is None else str(self.clock.synchronized)
@@ -233,10 +261,15 @@ class Watch:
         return changed
 
     def message(self) -> tuple[int, str]:
-        """(syslog priority, text) for the log line of a change: warning unless synchronized."""
+        """(syslog priority, text) for the log line of a change.
+
+        Warning while the clock is known to be unsynchronized, or cannot be read for a
+        reason nobody expects; notice when a sandbox refuses the read, which the admin of
+        this service cannot change and which would otherwise warn at every start.
+        """
         if self.clock is None:
-            reason = os.strerror(self.error.errno) if self.error and self.error.errno else ""
-            return 4, "clock state unknown: adjtimex failed" + (f" ({reason})" if reason else "")
+            priority = 5 if refused(self.error) else 4
+            return priority, f"clock state unknown: {reason(self.error)}"
         text = describe(self.clock)
         if self.clock.synchronized:
             return 6, text

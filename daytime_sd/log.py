@@ -93,6 +93,10 @@ def warning(message: str, **fields: object) -> None:
     _log(4, message, fields)
 
 
+def notice(message: str, **fields: object) -> None:
+    _log(5, message, fields)
+
+
 def info(message: str, **fields: object) -> None:
     _log(6, message, fields)
 

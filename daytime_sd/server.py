@@ -92,7 +92,7 @@ class Server:
         self.stop_reason = ""
         self.next_status = self.next_watchdog = FOREVER
         self.connect_notifier = True  # in the first round after READY (notify.py says why)
-        self.next_clock = 0.0  # the first read: in the first round after READY
+        self.next_clock = FOREVER  # the first read is in run(), before READY=1
 
     # -- addresses and status --------------------------------------------------------------
 
@@ -121,7 +121,12 @@ class Server:
         loop.timers[:] = [self.closer.tick, self.acceptor.tick, self._tick]
         if self.children:
             loop.timers.insert(0, self.children.tick)
-        self.acceptor.tick(time.monotonic())
+        # The clock's state before the first accept or datagram: the client whose connection
+        # started us is answered (NIST's H, --require-sync) from a state that was read.
+        now = time.monotonic()
+        self.sync.poll(now)
+        self.next_clock = now + self.sync.watch.interval
+        self.acceptor.tick(now)
         self.notifier.ready(self.status_line())
         log.info(f"serving {self.describe()}; {self.source}")
         now = time.monotonic()
@@ -174,8 +179,10 @@ class Server:
                 self.stop_reason = _STOP_SIGNALS[signum]
 
     def _reload_zone(self) -> None:
-        """SIGHUP: read TZ and /etc/localtime again (glibc reads them once per process)."""
+        """SIGHUP: read TZ and /etc/localtime again (glibc reads them once per process), and
+        the leap-second list."""
         time.tzset()
+        self.sync.reload()  # and tzdata's leap-second list
         self.cache.invalidate()
         zone = time.strftime("%Z")
         log.info(f"SIGHUP: time zone read again ({zone}); still serving")

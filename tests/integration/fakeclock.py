@@ -4,17 +4,22 @@
 
 Everything is the real service (sockets, loop, answers) but ``daytime_sd.clock.read``, which
 returns what STATEFILE says at each read: ``synced`` (maxerror 20 ms), ``unsynced``
-(TIME_ERROR, STA_UNSYNC, maxerror 16 s, as on an unsynchronized kernel) or ``error``
-(EPERM, as under a seccomp filter).  The host's own clock state cannot be changed for a
-test: it belongs to the machine.
+(TIME_ERROR, STA_UNSYNC, maxerror 16 s, as on an unsynchronized kernel), ``error``
+(EPERM, as under a seccomp filter) or ``raise`` (a TypeError, as a binding broken by a
+newer Python would raise).  The host's own clock state cannot be changed for a test: it
+belongs to the machine.
+
+With ``DAYTIME_TEST_LEAP_LIST=PATH`` the leap-second list is read from PATH instead of
+tzdata's, and every read of it is written to stderr as ``fakeclock: leap list read``.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import sys
 
-from daytime_sd import cli, clock
+from daytime_sd import cli, clock, leapseconds
 
 
 def main() -> int:
@@ -28,9 +33,21 @@ def main() -> int:
             return clock.KernelClock(clock.TIME_OK, clock.STA_PLL, 20_000, 1_000)
         if state == "unsynced":
             return clock.KernelClock(clock.TIME_ERROR, clock.STA_UNSYNC, 16_000_000, 16_000_000)
+        if state == "raise":
+            raise TypeError("the binding changed shape")
         raise OSError(errno.EPERM, "Operation not permitted")
 
     clock.read = read
+    leap_list = os.environ.get("DAYTIME_TEST_LEAP_LIST")
+    if leap_list:
+        real = leapseconds.read_leap_table
+        leapseconds.LEAP_SECONDS_LIST = leap_list
+
+        def counted(path: str = leap_list) -> leapseconds.LeapTable:
+            sys.stderr.write("fakeclock: leap list read\n")
+            return real(path)
+
+        leapseconds.read_leap_table = counted
     return cli.main(args)
 
 

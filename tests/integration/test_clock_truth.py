@@ -6,6 +6,7 @@ The real service throughout; only for --require-sync is the kernel clock's state
 
 from __future__ import annotations
 
+import calendar
 import re
 import signal
 import socket
@@ -174,3 +175,122 @@ def test_the_fake_clock_wrapper_runs_the_real_service(tmp_path: Path) -> None:
         line = query("127.0.0.1", port)
     m = NIST_LINE.match(line)
     assert m and m.group(1) == b"0", line  # H 0: maxerror 20 ms
+
+
+# -- the first client of an activation (issue 21.1) -----------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["--no-fork", "--fork"])
+def test_the_client_that_starts_the_service_is_answered_from_a_read_clock(
+    tmp_path: Path, mode: str
+) -> None:
+    """systemd-socket-activate starts the service on the first connection: that client is
+    answered from the clock's state, read before READY=1 (it got EOF, or NIST's H = 2)."""
+    state = tmp_path / "state"
+    state.write_text("synced")
+    port = free_port()
+    args = ["--require-sync", "--format", "nist", mode]
+    with service(args, activate=["-l", f"127.0.0.1:{port}"], inner=fake(state)) as svc:
+        first = tcp_answer(port)
+        m = NIST_LINE.match(first[0])
+        assert m and m.group(1) == b"0", first  # a line, and H 0: maxerror 20 ms
+        for _ in range(2):
+            assert NIST_LINE.match(tcp_answer(port)[0])
+        svc.ready()
+    assert "answering again" not in svc.stderr  # nothing had changed
+    assert svc.stderr.count("clock synchronized") == 1, svc.stderr
+
+
+def test_the_datagram_that_starts_the_service_is_answered(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.write_text("synced")
+    port = free_port()
+    with service(["--require-sync"], activate=["-d", "-l", f"127.0.0.1:{port}"], inner=fake(state)):
+        answer = udp_answer(port, timeout=10)
+        assert answer is not None and CTIME.match(answer), answer
+
+
+# -- a clock read that fails in any way (issues 21.4 and 21.5) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failure", "words"),
+    [
+        ("raise", "clock state unknown: reading it failed (TypeError: the binding changed shape)"),
+        ("error", "clock state unknown: adjtimex refused by the sandbox (Operation not permitted)"),
+    ],
+)
+def test_a_failing_clock_read_is_unknown_and_serving_goes_on(
+    tmp_path: Path, failure: str, words: str
+) -> None:
+    state = tmp_path / "state"
+    state.write_text(failure)
+    port = free_port()
+    nist_port = free_port()
+    args = ["--listen", "127.0.0.1", "--port", str(port), "--require-sync", "--udp"]
+    with (
+        service(args, inner=fake(state)) as svc,
+        service(["--listen", "127.0.0.1", "--port", str(nist_port), "--format", "nist"],
+                inner=fake(state)) as nist_svc,
+    ):  # fmt: skip
+        time.sleep(2.5)  # a few reads, each failing
+        for _ in range(3):
+            assert tcp_answer(port) == (b"", False)  # withheld: a normal close, no line
+            m = NIST_LINE.match(query("127.0.0.1", nist_port))
+            assert m and m.group(1) == b"2", m  # H 2: not shown to be within 5 s
+        assert udp_answer(port) is None
+        status = svc.notify.wait_for("READY=1")
+        assert words in status, status  # STATUS= says unknown, and why
+        state.write_text("synced")
+        deadline = time.monotonic() + 10
+        while (got := tcp_answer(port))[0] == b"" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert CTIME.match(got[0]), got
+        assert svc.proc.poll() is None and nist_svc.proc.poll() is None
+    for log in (svc.stderr, nist_svc.stderr):
+        assert log.count(words) == 1, log  # said once, not once a read
+        assert "Traceback" not in log
+
+
+# -- the leap-second list (issue 21.6) ----------------------------------------------------------
+
+
+def test_an_expired_leap_list_is_read_once_said_once_and_read_again_when_it_changes(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    state.write_text("synced")
+    leap_list = tmp_path / "leap-seconds.list"
+    ntp = 2_208_988_800
+    leap_list.write_text(f"#@\t{1_782_604_800 + ntp}\n2272060800\t10\n3692217600\t37\n")
+    port = free_port()
+    args = ["--listen", "127.0.0.1", "--port", str(port), "--format", "nist"]
+    env = {"DAYTIME_TEST_LEAP_LIST": str(leap_list)}
+    with service(args, inner=fake(state), env=env) as svc:
+        for _ in range(5):  # five rendered seconds
+            assert NIST_LINE.match(query("127.0.0.1", port))
+            time.sleep(0.6)
+        assert svc.stderr.count("fakeclock: leap list read") == 1, svc.stderr
+        assert svc.stderr.count("expired on 2026-06-28") == 1, svc.stderr
+        # tzdata upgraded: a current list, which announces a leap second at the end of
+        # this UTC month, so L follows it.
+        now = time.gmtime()
+        next_month = (now.tm_year + now.tm_mon // 12, now.tm_mon % 12 + 1)
+        at = calendar.timegm((*next_month, 1, 0, 0, 0)) + ntp
+        new = tmp_path / "new"
+        new.write_text(f"#@\t{int(time.time()) + 86400 * 400 + ntp}\n2272060800\t10\n{at}\t38\n")
+        new.replace(leap_list)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            line = query("127.0.0.1", port)
+            if line.split()[4] == b"1":
+                break
+            time.sleep(0.2)
+        assert line.split()[4] == b"1", line  # L: a leap second this month
+        assert svc.stderr.count("fakeclock: leap list read") == 2, svc.stderr
+        svc.signal(signal.SIGHUP)  # reload reads it again at the next need
+        deadline = time.monotonic() + 10
+        while svc.stderr.count("fakeclock: leap list read") < 3 and time.monotonic() < deadline:
+            query("127.0.0.1", port)
+            time.sleep(0.2)
+        assert svc.stderr.count("fakeclock: leap list read") == 3, svc.stderr

@@ -23,6 +23,7 @@ from daytime_sd.clock import (
     TIME_OK,
     KernelClock,
     Watch,
+    describe,
 )
 
 SYNCED = KernelClock(TIME_OK, STA_PLL, 12_345, 800)
@@ -30,16 +31,16 @@ UNSYNCED = KernelClock(TIME_ERROR, STA_UNSYNC, 16_000_000, 16_000_000)
 
 
 class Reader:
-    """Hands out the queued results in order (an OSError is raised); counts the reads."""
+    """Hands out the queued results in order (an exception is raised); counts the reads."""
 
-    def __init__(self, *results: KernelClock | OSError) -> None:
+    def __init__(self, *results: KernelClock | Exception) -> None:
         self.results = list(results)
         self.reads = 0
 
     def __call__(self) -> KernelClock:
         self.reads += 1
         result = self.results[min(self.reads, len(self.results)) - 1]
-        if isinstance(result, OSError):
+        if isinstance(result, Exception):
             raise result
         return result
 
@@ -106,9 +107,31 @@ def test_unreadable_clock_is_none_and_reported() -> None:
     assert watch.poll(11.0) is True  # synchronized -> unknown
     assert watch.clock is None and watch.error is denied and not watch.synchronized
     priority, text = watch.message()
-    assert priority == 4 and "Operation not permitted" in text
+    # A sandbox's refusal is notice, not warning (issue 21.5): nothing the admin can change.
+    assert priority == 5 and "refused by the sandbox (Operation not permitted)" in text
     assert watch.poll(12.0) is False  # still unknown: one line per episode
     assert watch.poll(13.0) is True and watch.error is None and watch.synchronized
+
+
+@pytest.mark.parametrize(
+    ("failure", "words"),
+    [
+        (OSError(errno.EIO, "adjtimex: Input/output error"), "adjtimex failed (Input/output"),
+        # The binding breaking on a newer Python, or libffi missing (issue 21.4).
+        (TypeError("an API changed shape"), "TypeError: an API changed shape"),
+        (ImportError("No module named '_ctypes'"), "ImportError: No module named"),
+        (RuntimeError("anything"), "RuntimeError: anything"),
+    ],
+)
+def test_any_failure_of_the_read_is_unknown_and_warned_once(failure: Exception, words: str) -> None:
+    watch = Watch(Reader(failure, failure, SYNCED))
+    assert watch.poll(10.0) is True
+    assert watch.clock is None and watch.error is failure and not watch.synchronized
+    priority, text = watch.message()
+    assert priority == 4 and text.startswith("clock state unknown: ") and words in text
+    assert describe(None, failure) == text  # STATUS= says the same
+    assert watch.poll(11.0) is False  # logged once, not once a read
+    assert watch.poll(12.0) is True and watch.synchronized
 
 
 def test_a_clock_stepped_back_does_not_stop_the_reads() -> None:
@@ -283,8 +306,11 @@ def test_soon_after_boot() -> None:
 
 
 def test_message_of_an_unknown_state_without_errno() -> None:
-    assert Watch(Reader(SYNCED)).message() == (4, "clock state unknown: adjtimex failed")
+    assert Watch(Reader(SYNCED)).message() == (4, "clock state unknown: not read yet")
     watch = Watch(Reader(OSError("no errno")))
+    watch.poll(1.0)
+    assert watch.message() == (4, "clock state unknown: adjtimex failed (no errno)")
+    watch = Watch(Reader(OSError()))
     watch.poll(1.0)
     assert watch.message() == (4, "clock state unknown: adjtimex failed")
 
