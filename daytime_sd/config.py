@@ -31,7 +31,7 @@ class Exit(Exception):
         self.text = text
 
 
-_DERIVED: dict[str, object] = {"given": frozenset(), "preset": True}
+_DERIVED: dict[str, object] = {"given": frozenset()}
 _ACTIONS = ("help", "version")  # options that act instead of setting something
 _DEFAULTS: dict[str, object] = {
     **{o.dest: o.default for o in OPTIONS if o.dest not in _ACTIONS},
@@ -40,7 +40,7 @@ _DEFAULTS: dict[str, object] = {
 
 
 class Config:
-    """Every setting, defaulted; immutable once parsed.
+    """Every setting, defaulted; filled in by :func:`parse`, and read-only after it returns.
 
     The attribute types are declared here for the type checker; names, defaults, flags and
     help come from OPTIONS alone (the slots and the defaults are made from it below, and a
@@ -66,7 +66,6 @@ class Config:
     log_connections: bool
     log_level: str
     given: frozenset[str]  # the options named on the command line
-    preset: bool  # --format named a built-in preset (validated by the test suite, not at start)
 
     __slots__ = tuple(_DEFAULTS)
 
@@ -149,7 +148,6 @@ def parse(argv: Sequence[str]) -> Config:
         # 36 times here would be paid on every connection of the per-connection path.
         config.format = preset
     else:
-        config.preset = False
         try:
             validate_format(config.format, config.utc)
         except FormatError as err:

@@ -26,7 +26,7 @@ DEFAULT_LINGER = 2.0
 DEFAULT_UDP_RATE = 5
 DEFAULT_UDP_TOTAL_RATE = 1000  # udp.py's; see total_rate_for()
 # The linger bound is a promise to the client, not a resource: a minute is more than any
-# client that means to close needs.  Stopping never waits for it (see lifecycle.py).
+# client that means to close needs.  Stopping never waits for it (server.py: STOP_WAIT).
 MAX_LINGER = 60
 MAX_IDLE_TIMEOUT = 86400 * 365
 

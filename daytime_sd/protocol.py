@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 PRESETS: dict[str, str] = {
-    # The seed's classic ctime(3)-like line: "Tue Nov 24 06:05:00 2026".
+    # The seed's line, "%a %b %d %T %Y": "Tue Nov 04 06:05:00 2026".  ctime(3) pads the day
+    # with a space; the seed padded it with a zero, and its clients keep seeing that.
     "ctime": "%a %b %d %H:%M:%S %Y",
     # RFC 867's own example: "Tuesday, February 22, 1982 17:37:43-PST".
     "rfc867": "%A, %B %d, %Y %H:%M:%S-%Z",

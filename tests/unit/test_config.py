@@ -263,7 +263,7 @@ def test_presets_skip_the_start_up_renders(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(config, "validate_format", refuse)
     for name, fmt in PRESETS.items():
         cfg = parse(["--format", name])
-        assert (cfg.format, cfg.preset) == (fmt, True)
+        assert cfg.format == fmt
     with pytest.raises(AssertionError):
         parse(["--format", "%H:%M"])
 
@@ -280,12 +280,11 @@ def test_nist_from_a_real_command_line() -> None:
     """argv's strings are decoded from bytes, never the interned constants a test writes."""
     fmt = b"nist".decode()
     cfg = parse(["--format", fmt])
-    assert (cfg.format, cfg.preset) == ("nist", True)
+    assert cfg.format == "nist"
 
 
-def test_a_strftime_format_is_not_a_preset() -> None:
-    cfg = parse(["--format", "%H:%M:%S"])
-    assert (cfg.format, cfg.preset) == ("%H:%M:%S", False)
+def test_a_strftime_format_is_kept_as_given() -> None:
+    assert parse(["--format", "%H:%M:%S"]).format == "%H:%M:%S"
 
 
 def test_require_sync_is_off_unless_asked() -> None:

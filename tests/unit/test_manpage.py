@@ -141,3 +141,15 @@ def test_every_help_option_is_documented() -> None:
 
 def test_every_documented_option_exists() -> None:
     assert man_options_mentioned() - help_options() == set()
+
+
+def test_the_default_format_is_the_seeds_as_documented() -> None:
+    """Issue 21.11: the man page called the default ctime(3), which pads the day with a space."""
+    from daytime_sd.protocol import DEFAULT_FORMAT, PRESETS, render
+
+    text = MANPAGE.read_text()
+    assert '.RB ( "%a %b %d %T %Y" ,' in text
+    assert "zero\\-padded" in text
+    day_4 = 1_793_772_000.0  # 2026-11-04 06:00 UTC
+    assert render(PRESETS[DEFAULT_FORMAT], day_4, True) == render("%a %b %d %T %Y", day_4, True)
+    assert render(PRESETS[DEFAULT_FORMAT], day_4, True) == b"Wed Nov 04 06:00:00 2026\r\n"

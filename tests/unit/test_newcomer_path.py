@@ -32,3 +32,11 @@ def test_the_first_query_command_needs_nothing_make_deps_does_not_install() -> N
     assert first.startswith("    $ make query"), first
     assert "query" in TARGETS
     assert "$(PYTHON) -c" in MAKEFILE.split("\nquery:", 1)[1].split("\n\n", 1)[0]
+
+
+def test_every_module_is_in_the_layout_table() -> None:
+    """Issue 21.11: the table listed 12 of 23 modules."""
+    layout = README.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`([a-z_]+\.py)`", layout))
+    modules = {p.name for p in (REPO / "daytime_sd").glob("*.py")}
+    assert listed == modules, (modules - listed, listed - modules)
