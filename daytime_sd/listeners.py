@@ -2,7 +2,7 @@
 
 The classic method (Stevens, UNP 11.6) with the details that make dual-stack work:
 ``IPV6_V6ONLY`` on IPv6 sockets so ``0.0.0.0`` and ``::`` can both be bound on one port,
-and ``SO_REUSEADDR`` so a restart does not wait out TIME_WAIT.
+and ``SO_REUSEADDR`` on TCP listeners so a restart does not wait out TIME_WAIT.
 
 Which addresses (the rule man/daytime-sd.8 gives under --listen):
 
@@ -121,7 +121,9 @@ def open_listeners(
     """Bound TCP listeners (and UDP sockets when ``udp``) for every address, or ListenError.
 
     No --listen (``hosts`` empty) means both wildcards, and a family the host lacks is
-    skipped (see the module's docstring); an address asked for must be bound.
+    skipped (see the module's docstring); an address asked for must be bound.  UDP sockets
+    get no SO_REUSEADDR: Linux lets any local user bind a second UDP socket to the same
+    address and port when both set it, and that socket then takes the requests.
     """
     hosts = list(hosts)
     default = not hosts
@@ -137,7 +139,8 @@ def open_listeners(
                 sock = None
                 try:
                     sock = _socket.socket(family, stype, proto)
-                    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+                    if stream:
+                        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
                     if family == _socket.AF_INET6:
                         sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
                     sock.bind(sockaddr)
