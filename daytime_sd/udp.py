@@ -29,6 +29,11 @@ sender that bound no address cannot be answered at all: such datagrams are count
 (``unaddressed``) and the first is logged at debug level, so the socket is not silently
 dead.  A datagram socket of another family (netlink, vsock) is drained the same way,
 unanswered: its addresses are nothing a Daytime client has.
+
+A reply leaves from the address its request was sent to, as NTP servers (chrony, ntpd)
+answer: on a wildcard socket (``0.0.0.0``, ``[::]``, the shipped ``ListenDatagram=13``) the
+kernel would otherwise choose the source by its routes, and a client that connected its UDP
+socket (nc -u, most client libraries) takes replies from the address it asked only.
 """
 
 from __future__ import annotations
@@ -52,6 +57,18 @@ MAX_TRACKED = 65536  # sources per table (this second's counts, each generation 
 DEFAULT_TOTAL_RATE = 1000
 KNOWN_SECONDS = 30  # a source answered stays known for this long after, up to twice this
 
+# Linux's values (<linux/in.h>, <linux/in6.h>), for a Python that does not export them:
+# CPython 3.11 (bookworm) has no socket.IP_PKTINFO.
+IP_PKTINFO: int = getattr(_socket, "IP_PKTINFO", 8)
+IPV6_RECVPKTINFO: int = getattr(_socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO: int = getattr(_socket, "IPV6_PKTINFO", 50)
+IPPROTO_IP = _socket.IPPROTO_IP
+IPPROTO_IPV6 = _socket.IPPROTO_IPV6
+# Room for an in_pktinfo and an in6_pktinfo (an IPv4 datagram on a dual-stack socket brings
+# both), and for what a socket unit may add (Timestamping=); more is cut off (MSG_CTRUNC).
+ANCILLARY_SPACE = 256
+NO_IFINDEX = bytes(4)
+
 
 def source_key(host: str) -> str | bytes:
     """What the per-source cap counts: the IPv4 address, or the /64 of an IPv6 address."""
@@ -68,6 +85,50 @@ def source_key(host: str) -> str | bytes:
         return host
     # fe80::/64 is on every link: the scope tells the links apart.
     return prefix + scope.encode() if percent else prefix
+
+
+def enable_pktinfo(sock: _socket.socket) -> None:
+    """Have the kernel tell, with each datagram on an IPv4 or IPv6 socket, where it was sent.
+
+    On an IPv6 socket both options: a dual-stack one (IPV6_V6ONLY off) receives IPv4
+    datagrams too, which bring IP_PKTINFO.  A socket that refuses (not UDP, say) is served
+    still, replying from the address the kernel chooses, and that is logged.
+    """
+    try:
+        if sock.family == _socket.AF_INET6:
+            sock.setsockopt(IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        sock.setsockopt(IPPROTO_IP, IP_PKTINFO, 1)
+    except OSError as err:
+        log.warning(
+            f"replies on {format_endpoint(sock.getsockname())} may leave from another "
+            f"address than the one asked: cannot ask for the destination address ({err.strerror})"
+        )
+
+
+def reply_source(ancillary: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+    """The control message that sends a reply from the address its request was sent to.
+
+    Linux only (ip(7), ipv6(7)): sendmsg takes back the in_pktinfo or in6_pktinfo that
+    recvmsg gave.  IPv4: the kernel's ``ipi_spec_dst`` is the request's destination address,
+    or, for a broadcast or multicast request, the local address it would answer from; it is
+    sent back with no interface, so the routes choose that, as for any reply.  IPv6: the
+    destination address, with its interface only when link-local (the address's scope).  A
+    multicast destination cannot be a source: no message, and the kernel chooses.  An IPv4
+    request on a dual-stack IPv6 socket brings both kinds; IP_PKTINFO is taken, for its
+    ``ipi_spec_dst``.  Neither (not asked for, or cut off): no message.
+    """
+    found: list[tuple[int, int, bytes]] = []
+    for level, kind, data in ancillary:
+        if level == IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+            return [(level, kind, NO_IFINDEX + data[4:12])]
+        if level == IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(data) >= 20:
+            if data[0] == 0xFF:  # ff00::/8, multicast
+                continue
+            if data[0] == 0xFE and data[1] & 0xC0 == 0x80:  # fe80::/10, link-local
+                found = [(level, kind, data[:20])]
+            else:
+                found = [(level, kind, data[:16] + NO_IFINDEX)]
+    return found
 
 
 def total_rate_for(rate: int, total_rate: int | None = None) -> int:
@@ -160,6 +221,12 @@ class RateLimiter:
 
 
 class DatagramResponder:
+    """Answers the datagrams of ``sockets``; on IPv4 and IPv6 ones, from the address asked.
+
+    It takes the sockets as they come, ours or systemd's, and asks the kernel for each
+    datagram's destination address on every IPv4 and IPv6 one (enable_pktinfo).
+    """
+
     def __init__(
         self,
         sockets: Sequence[_socket.socket],
@@ -167,6 +234,9 @@ class DatagramResponder:
         rate: int,
         total_rate: int | None = None,
     ) -> None:
+        for sock in sockets:
+            if sock.family in (_socket.AF_INET, _socket.AF_INET6):
+                enable_pktinfo(sock)
         self.sockets = list(sockets)
         self.by_fd = {sock.fileno(): sock for sock in sockets}
         self.cache = cache
@@ -191,7 +261,7 @@ class DatagramResponder:
             try:
                 # Contents are ignored: a 1-byte buffer makes the kernel drop the rest of a
                 # datagram of any size (0 bytes to 64 KiB) in the same call.
-                _data, addr = sock.recvfrom(1)
+                _data, ancillary, _flags, addr = sock.recvmsg(1, ANCILLARY_SPACE)
             except BlockingIOError:
                 return
             except OSError:  # ICMP errors from earlier replies surface here; not fatal
@@ -208,7 +278,7 @@ class DatagramResponder:
                 self.rate_limited += 1
                 continue
             try:
-                sock.sendto(line, addr)
+                sock.sendmsg((line,), reply_source(ancillary), 0, addr)
                 self.answered += 1
             except OSError:
                 pass

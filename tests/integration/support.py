@@ -267,3 +267,97 @@ def spare_uid() -> int:
             continue
         if uid not in owners:
             return uid
+
+
+@contextlib.contextmanager
+def netns(setup: str) -> Iterator[list[str]]:
+    """A network namespace of our own, configured by the shell commands ``setup``.
+
+    Yields the command prefix (nsenter) that runs a program in it, as root of the initial user
+    namespace, like every other test; the namespace goes when its holder process is killed.
+    It comes with a user namespace: root in systemd-nspawn (the autopkgtest testbeds) has no
+    CAP_NET_ADMIN, which a user namespace of our own grants over the network namespace it
+    owns, so ``ip`` and ``sysctl`` work in it there too.  Its addresses exist only in it.
+    """
+    script = f"set -e\nip link set lo up\n{setup}\necho ready\nexec sleep 3600\n"
+    env = dict(os.environ, PATH=f"/usr/sbin:/sbin:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    holder = subprocess.Popen(
+        ["unshare", "--user", "--map-root-user", "--net", "sh", "-c", script],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        if holder.stdout.readline() != b"ready\n":
+            holder.wait(10)
+            assert holder.stderr is not None
+            raise AssertionError(f"namespace setup failed: {holder.stderr.read().decode()}")
+        yield ["nsenter", f"--net=/proc/{holder.pid}/ns/net"]
+    finally:
+        holder.kill()
+        holder.wait()
+        for stream in (holder.stdout, holder.stderr):
+            if stream is not None:
+                stream.close()
+
+
+# Run in a namespace by in_netns(): asks every (source, destination, port) of argv's JSON
+# at once, over connected sockets, and prints JSON {destination: first reply or error}.
+ASK_ALL = r"""
+import json, select, socket, sys, time
+kind, queries = sys.argv[1], json.loads(sys.argv[2])
+stream = kind == "tcp"
+socks, got = {}, {}
+for source, dest, port in queries:
+    family, stype, proto, _, addr = socket.getaddrinfo(
+        dest, port, 0, socket.SOCK_STREAM if stream else socket.SOCK_DGRAM, 0,
+        socket.AI_NUMERICHOST)[0]
+    sock = socket.socket(family, stype, proto)
+    try:
+        if source:
+            sock.bind(socket.getaddrinfo(source, 0, family, stype, 0, socket.AI_NUMERICHOST)[0][4])
+        sock.settimeout(5)
+        sock.connect(addr)
+        if not stream:
+            sock.send(b"?")
+    except OSError as err:
+        got[dest] = f"error: {err}"
+        sock.close()
+        continue
+    socks[sock] = dest
+deadline = time.monotonic() + 5
+while socks and (left := deadline - time.monotonic()) > 0:
+    for sock in select.select(list(socks), [], [], left)[0]:
+        dest = socks.pop(sock)
+        try:
+            data = sock.recv(4096)
+            if stream:
+                while more := sock.recv(4096):
+                    data += more
+            got[dest] = data.decode("ascii", "replace")
+        except OSError as err:
+            got[dest] = f"error: {err}"
+        sock.close()
+for dest in socks.values():
+    got[dest] = "error: no reply"
+print(json.dumps(got))
+"""
+
+
+def ask_in_netns(
+    enter: Sequence[str], kind: str, queries: Sequence[tuple[str | None, str, int]]
+) -> dict[str, str]:
+    """{destination: reply} for each (source or None, destination, port), asked at once.
+
+    ``kind`` is "tcp" (connect, read to EOF) or "udp" (a connected socket, as nc -u and most
+    client libraries use: the kernel gives it only datagrams from the address it sent to).
+    A destination with no answer maps to "error: ...".
+    """
+    import json
+
+    proc = subprocess.run(
+        [*enter, PYTHON, "-c", ASK_ALL, kind, json.dumps(queries)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    answers: dict[str, str] = json.loads(proc.stdout)
+    return answers

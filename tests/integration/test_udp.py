@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import CTIME, PYTHON, Service, free_port, needs_root, service
+from .support import CTIME, PYTHON, Service, free_port, needs_root, service, spare_uid
 
 MODES = ["standalone", "activated"]
 
@@ -108,6 +108,44 @@ def test_datagrams_of_every_size_are_answered(mode: str) -> None:
         with pytest.raises(OSError):  # one byte more cannot even be sent
             sock.sendto(b"x" * 65508, ("127.0.0.1", port))
         assert svc.proc.poll() is None
+
+
+# Run as another user: bind a UDP socket with SO_REUSEADDR; print "bound" or the errno's name.
+BIND_BESIDE = """
+import errno, socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    sock.bind((host, port))
+    print("bound")
+except OSError as err:
+    print(errno.errorcode[err.errno])
+"""
+
+
+@needs_root("switching to another user")
+@pytest.mark.parametrize(("host", "wildcard"), [("127.0.0.1", "0.0.0.0"), ("::1", "::")])
+def test_another_user_cannot_bind_beside_the_udp_socket(host: str, wildcard: str) -> None:
+    """Issue 21, item 8: --udp set SO_REUSEADDR on its UDP sockets, so any local user could
+    bind the same address and port with it too, and the requests went to that socket."""
+    port = free_port()
+    uid = str(spare_uid())
+    setpriv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    with service(["--listen", host, "--port", str(port), "--udp"]):
+        for address in (host, wildcard):
+            proc = subprocess.run(
+                [*setpriv, PYTHON, "-c", BIND_BESIDE, address, str(port)],
+                capture_output=True, text=True, timeout=20,
+            )  # fmt: skip
+            assert proc.stdout.strip() == "EADDRINUSE", (address, proc)
+        with socket.socket(
+            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM
+        ) as sock:
+            sock.settimeout(5)
+            sock.connect((host, port))
+            sock.send(b"")
+            assert CTIME.match(sock.recv(100))
 
 
 FLOOD = """

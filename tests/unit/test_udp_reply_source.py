@@ -1,0 +1,63 @@
+"""udp.reply_source: the control message that sends a UDP reply from the address asked.
+
+The integration tests (tests/integration/test_addresses.py) check it on real sockets; the
+cases here are the ones a namespace cannot send to a connected client: a multicast request,
+and which of two messages an IPv4 request on a dual-stack socket brings is used.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from daytime_sd.udp import IP_PKTINFO, IPV6_PKTINFO, reply_source
+
+LO, ETH = 1, 3
+
+
+def in_pktinfo(ifindex: int, spec_dst: str, addr: str) -> bytes:
+    return struct.pack("=i", ifindex) + socket.inet_aton(spec_dst) + socket.inet_aton(addr)
+
+
+def in6_pktinfo(addr: str, ifindex: int) -> bytes:
+    return socket.inet_pton(socket.AF_INET6, addr) + struct.pack("=I", ifindex)
+
+
+def v6(addr: str, ifindex: int) -> tuple[int, int, bytes]:
+    return (socket.IPPROTO_IPV6, IPV6_PKTINFO, in6_pktinfo(addr, ifindex))
+
+
+def test_ipv4_sends_back_spec_dst_with_no_interface() -> None:
+    got = reply_source([(socket.IPPROTO_IP, IP_PKTINFO, in_pktinfo(ETH, "10.9.0.2", "10.9.0.2"))])
+    assert got == [(socket.IPPROTO_IP, IP_PKTINFO, in_pktinfo(0, "10.9.0.2", "10.9.0.2"))]
+
+
+def test_ipv4_broadcast_answers_from_the_local_address_the_kernel_names() -> None:
+    request = in_pktinfo(ETH, "10.9.0.1", "10.9.0.255")
+    (got,) = reply_source([(socket.IPPROTO_IP, IP_PKTINFO, request)])
+    assert got[2][4:8] == socket.inet_aton("10.9.0.1")
+
+
+def test_ipv6_keeps_the_interface_for_link_local_only() -> None:
+    assert reply_source([v6("fd00:9::2", ETH)]) == [v6("fd00:9::2", 0)]
+    assert reply_source([v6("::1", LO)]) == [v6("::1", 0)]
+    assert reply_source([v6("fe80::9:2", ETH)]) == [v6("fe80::9:2", ETH)]
+
+
+def test_ipv6_multicast_is_left_to_the_kernel() -> None:
+    assert reply_source([v6("ff02::1", ETH)]) == []
+
+
+def test_ipv4_on_a_dual_stack_socket_uses_ip_pktinfo() -> None:
+    both = [
+        v6("::ffff:10.9.0.2", ETH),
+        (socket.IPPROTO_IP, IP_PKTINFO, in_pktinfo(ETH, "10.9.0.2", "10.9.0.2")),
+    ]
+    assert reply_source(both) == [
+        (socket.IPPROTO_IP, IP_PKTINFO, in_pktinfo(0, "10.9.0.2", "10.9.0.2"))
+    ]
+
+
+def test_no_pktinfo_no_message() -> None:
+    timestamp = (socket.SOL_SOCKET, 29, bytes(16))  # SO_TIMESTAMP, as Timestamping= may add
+    assert reply_source([]) == [] == reply_source([timestamp])
