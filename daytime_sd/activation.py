@@ -113,43 +113,26 @@ def _unset(env: MutableMapping[str, str]) -> None:
         env.pop(key, None)
 
 
-def _listen_fds() -> dict[int, str]:
-    """sd_listen_fds_with_names(3) through python-systemd, as {fd: name}.
-
-    python-systemd's documented ``systemd.daemon.listen_fds_with_names`` wraps the C binding
-    ``systemd._daemon._listen_fds_with_names``; daemon.py also does ``from socket import
-    AF_UNSPEC``, which loads socket and enum on every Accept=yes connection.  So we call the
-    same libsystemd function through the binding directly, and fall back to daemon.py
-    should a python-systemd release ever drop the private name.
-    """
-    try:
-        from systemd._daemon import LISTEN_FDS_START as start
-        from systemd._daemon import _listen_fds_with_names as listen
-    except ImportError:
-        from systemd import daemon
-
-        return dict(daemon.listen_fds_with_names(unset_environment=True))
-    count, *names = listen(True)
-    return {start + i: names[i] for i in range(count)}
-
-
 def from_systemd(env: MutableMapping[str, str]) -> Sockets | None:
-    """The sockets systemd passed to this process, or None if there are none for us."""
+    """The sockets systemd passed to this process, or None if there are none for us.
+
+    sd_listen_fds_with_names(3), done here as libsystemd does it, rather than through
+    python-systemd: its ``systemd.daemon`` imports ``socket`` and ``enum``, a cost on every
+    Accept=yes connection (bench/ output, "Import costs"), for the few lines below.  What
+    libsystemd does and we do too: the variables are removed from the environment, so no
+    child of ours takes them for its own, and each descriptor is made close-on-exec.  The
+    names (FileDescriptorName=) are not needed: every socket is served by what it is.
+    """
     if "LISTEN_PID" not in env and "LISTEN_FDS" not in env:
         return None
-    if not _check_systemd_env(env):
-        _unset(env)  # meant for another process: do not pass it on to ours either
+    ours = _check_systemd_env(env)
+    count = int(env["LISTEN_FDS"]) if ours else 0
+    _unset(env)
+    if not ours:
         return None
-    try:
-        fds = _listen_fds()
-    except OSError as err:
-        raise ActivationError(f"sockets from systemd are unusable: {err.strerror}") from None
-    _unset(env)  # python-systemd unsets os.environ's C copy; keep the mapping in step
-    if not fds:
-        raise ActivationError("LISTEN_FDS is set but systemd's sockets are not usable")
-    # Names (FileDescriptorName=) are not needed: every socket is served by what it is.
     sockets = Sockets("systemd")
-    for fd in sorted(fds):
+    for fd in range(LISTEN_FDS_START, LISTEN_FDS_START + count):
+        os.set_inheritable(fd, False)
         sockets.add(fd)
     return sockets
 

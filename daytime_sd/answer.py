@@ -15,10 +15,14 @@ from __future__ import annotations
 import _socket
 import time
 
+# A client's connection: the C socket type, which socket.socket extends.  The per-connection
+# path does without the socket module (bench/ output, "Import costs"), and the accept loop
+# without its Python layer (accepting.py); test_private_api checks the shape we use.
+Connection = _socket.socket
 _SEND_FLAGS = _socket.MSG_DONTWAIT | _socket.MSG_MORE  # MSG_MORE: the line leaves with the FIN
 
 
-def answer_now(conn: _socket.socket, line: bytes) -> bool:
+def answer_now(conn: Connection, line: bytes) -> bool:
     """The line and our FIN, without blocking; False, and ``conn`` closed, if that failed
     (the client reset first).  A fresh socket buffer takes a line at once."""
     try:
@@ -30,7 +34,7 @@ def answer_now(conn: _socket.socket, line: bytes) -> bool:
     return True
 
 
-def answer_once(sock: _socket.socket, line: bytes, linger: float) -> bool:
+def answer_once(sock: Connection, line: bytes, linger: float) -> bool:
     """Send ``line``, half-close, drain input for at most ``linger`` seconds, close.
 
     Returns whether the whole line was handed to the kernel.  Never raises OSError: the

@@ -12,13 +12,14 @@ zombie for long.
 
 from __future__ import annotations
 
-import _socket
 import os
+import socket
 import time
 
 from daytime_sd import log
+from daytime_sd.answer import Connection
+from daytime_sd.loop import FOREVER
 
-FOREVER = float("inf")
 REAP_EVERY = 0.005
 
 
@@ -34,7 +35,7 @@ class Children:
     def room(self) -> int:
         return self.limit - len(self.pids)
 
-    def spawn(self, conns: list[_socket.socket], line: bytes) -> int:
+    def spawn(self, conns: list[Connection], line: bytes) -> int:
         """Fork a child for each of ``conns`` in turn; how many were handed over.  When fork
         fails the rest are the caller's to answer.
 
@@ -64,8 +65,8 @@ class Children:
                     os.closerange(3, below)
                     if below != end:  # the client's fd filled a hole below ours
                         os.closerange(fd + 1, end)
-                    conn.send(line, _socket.MSG_DONTWAIT | _socket.MSG_MORE)
-                    conn.shutdown(_socket.SHUT_WR)
+                    conn.send(line, socket.MSG_DONTWAIT | socket.MSG_MORE)
+                    conn.shutdown(socket.SHUT_WR)
                 finally:
                     os._exit(0)  # also when the client reset: nothing to report, nobody to tell
             add(pid)

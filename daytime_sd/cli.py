@@ -7,7 +7,6 @@ load only when there is a loop to run.
 
 from __future__ import annotations
 
-import _socket
 import os
 import sys
 import time
@@ -71,11 +70,13 @@ def answer_connections(cfg: config.Config, sockets: Sockets) -> None:
 
 def serve(cfg: config.Config, sockets: Sockets | None) -> int:
     """Run the loop over the sockets we were given, or over sockets we open ourselves."""
+    import socket
+
     from daytime_sd.notify import Notifier
     from daytime_sd.server import Server
 
-    listeners: Sequence[_socket.socket]
-    datagrams: Sequence[_socket.socket]
+    listeners: Sequence[socket.socket]
+    datagrams: Sequence[socket.socket]
     if sockets is None:
         from daytime_sd.listeners import ListenError, open_listeners
 
@@ -92,8 +93,10 @@ def serve(cfg: config.Config, sockets: Sockets | None) -> int:
                 return fail(str(err))
         activated = False
     else:
-        listeners = sockets.listeners
-        datagrams = sockets.datagrams
+        # activation.py wraps what it is given in the C type (the per-connection path has no
+        # socket module); the loop takes the public class, on the same descriptors.
+        listeners = [socket.socket(fileno=s.detach()) for s in sockets.listeners]
+        datagrams = [socket.socket(fileno=s.detach()) for s in sockets.datagrams]
         activated = True
     fork = cfg.fork if cfg.fork is not None else not activated
     source = f"sockets from {sockets.source}" if sockets else "standalone"

@@ -1,8 +1,7 @@
 """The kernel's view of its own clock: adjtimex(3) with ``modes = 0``, read-only.
 
 The loop modes read it once a second, a per-connection process only for ``--format nist``
-and ``--require-sync``; ``_ctypes`` is imported on the first read, not with the module, so
-importing this for :class:`Watch` or :func:`describe` costs nothing.  glibc (2.32 and
+and ``--require-sync``.  glibc (2.32 and
 later: every supported release) implements ``adjtimex`` with the clock_adjtime(2) system
 call on CLOCK_REALTIME, so that is the one a seccomp filter must allow.  A read needs no
 privilege (a write needs CAP_SYS_TIME, which no unit grants), but a filter can refuse it:
@@ -22,12 +21,11 @@ STA_UNSYNC, maxerror = 16 s state agrees with.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
-
-TYPE_CHECKING = False  # typing and collections.abc cost memory every forked child copies
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from collections.abc import Callable
+from typing import Any
 
 # adjtimex(2) return values (the clock state).
 TIME_OK = 0
@@ -93,77 +91,46 @@ class KernelClock:
         )
 
 
-_adjtimex: Callable[[], KernelClock] | None = None
+class Timex(ctypes.Structure):
+    """struct timex, as <linux/timex.h> declares it (208 bytes on every 64-bit Linux).
 
-
-def timex_layout(long_size: int) -> dict[str, int]:
-    """Byte offsets in struct timex (<linux/timex.h>) of the fields we read, and its size.
-
-    ``modes`` is an unsigned int, padded to the alignment of the ``long`` fields that follow
-    (offset, freq, maxerror, esterror), then the int ``status``.  The whole struct is 208
-    bytes on every 64-bit Linux; a buffer of ``size`` bytes is more than enough everywhere.
+    We read ``maxerror``, ``esterror`` and ``status``; ctypes lays the fields out with the
+    C compiler's alignment, so every field sits where the kernel writes it.
     """
-    return {
-        "modes": 0,
-        "maxerror": 3 * long_size,
-        "esterror": 4 * long_size,
-        "status": 5 * long_size,
-        "size": 64 * long_size,
-    }
+
+    _fields_ = (
+        ("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+        ("constant", ctypes.c_long), ("precision", ctypes.c_long),
+        ("tolerance", ctypes.c_long), ("time_sec", ctypes.c_long),
+        ("time_usec", ctypes.c_long), ("tick", ctypes.c_long), ("ppsfreq", ctypes.c_long),
+        ("jitter", ctypes.c_long), ("shift", ctypes.c_int), ("stabil", ctypes.c_long),
+        ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long), ("errcnt", ctypes.c_long),
+        ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int), ("reserved", ctypes.c_int * 11),
+    )  # fmt: skip
 
 
-def bind(call: Callable[[object], int] | None = None) -> Callable[[], KernelClock]:
-    """A reader around libc's ``adjtimex`` (``call`` replaces it in tests).
-
-    Through ``_ctypes``, the C half of ctypes, not ``ctypes`` itself: ctypes' Python half
-    costs the serving process (and every forked child's page tables) several times the
-    memory of the few lines below (bench/: Import costs).
-    """
-    import _ctypes
-    import sys
-
-    class Long(_ctypes._SimpleCData):  # type: ignore[type-arg]
-        _type_ = "l"
-
-    class Int(_ctypes._SimpleCData):  # type: ignore[type-arg]
-        _type_ = "i"
-
-    at = timex_layout(_ctypes.sizeof(Long))
-
-    class Buffer(_ctypes.Array):  # type: ignore[type-arg]
-        _type_ = Long
-        _length_ = at["size"] // _ctypes.sizeof(Long)
-
+def bind(call: Callable[[Any], int] | None = None) -> Callable[[], KernelClock]:
+    """A reader around libc's ``adjtimex`` (``call`` replaces it in tests)."""
     if call is None:
-
-        class Function(_ctypes.CFuncPtr):
-            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-            _restype_ = Int
-
-        libc = _ctypes.dlopen(None, 0x102)  # type: ignore[arg-type]  # RTLD_GLOBAL|RTLD_NOW: our libc
-        call = Function(_ctypes.dlsym(libc, "adjtimex"))
-    order = sys.byteorder
-
-    def field(raw: bytes, name: str, size: int) -> int:
-        start = at[name]
-        return int.from_bytes(raw[start : start + size], order, signed=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library this Python runs on
+        function = libc.adjtimex
+        function.argtypes = (ctypes.POINTER(Timex),)
+        function.restype = ctypes.c_int
+        call = function
 
     def adjtimex() -> KernelClock:
-        tx = Buffer()  # zeroed: modes = 0 reads and changes nothing
-        state = call(_ctypes.byref(tx))
+        tx = Timex()  # zeroed: modes = 0 reads and changes nothing
+        state = call(ctypes.byref(tx))
         if state < 0:
-            err = _ctypes.get_errno()
+            err = ctypes.get_errno()
             raise OSError(err, f"adjtimex: {os.strerror(err)}")
-        raw = bytes(memoryview(tx).cast("B"))
-        size = _ctypes.sizeof(Long)
-        return KernelClock(
-            state,
-            field(raw, "status", 4),
-            field(raw, "maxerror", size),
-            field(raw, "esterror", size),
-        )
+        return KernelClock(state, tx.status, tx.maxerror, tx.esterror)
 
     return adjtimex
+
+
+_adjtimex: Callable[[], KernelClock] | None = None  # bound at the first read
 
 
 def read() -> KernelClock:

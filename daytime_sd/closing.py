@@ -18,30 +18,28 @@ Pure bookkeeping: the connections are anything with ``fileno()`` and ``close()``
 
 from __future__ import annotations
 
-import _socket
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
 
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing is slow to import, mypy honours both
-if TYPE_CHECKING:
-    from collections import deque
-    from collections.abc import Callable
-    from typing import Protocol
+from daytime_sd.answer import Connection
+from daytime_sd.loop import FOREVER
 
-    class Conn(Protocol):
-        def fileno(self) -> int: ...
-        def close(self) -> None: ...
 
-else:
-    from _collections import deque  # collections imports more than every child should copy
+class Conn(Protocol):
+    """What the bookkeeping needs of a connection (a socket, or a stand-in in tests)."""
 
-    Conn = object
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+
 
 CHECK_AFTER = 0.002  # seconds an answered connection waits before we look whether it closed
-FOREVER = float("inf")
 _BUF = bytearray(65536)
-_DONTWAIT = _socket.MSG_DONTWAIT
+_DONTWAIT = socket.MSG_DONTWAIT
 
 
-def finished(conn: _socket.socket) -> bool:
+def finished(conn: Connection) -> bool:
     """Discard client input; True at EOF or error, when the connection can be closed."""
     try:
         if not conn.recv_into(_BUF, 0, _DONTWAIT):  # nearly always: the client has closed

@@ -21,16 +21,13 @@ Which addresses (the rule man/daytime-sd.8 gives under --listen):
 
 from __future__ import annotations
 
-import _socket
 import errno
+import socket
+from collections.abc import Iterable
+from typing import Any
 
 from daytime_sd import log
 from daytime_sd.netaddr import format_endpoint
-
-TYPE_CHECKING = False  # typing and socket stay unimported at run time: see _host_bytes
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from typing import Any
 
 
 class ListenError(Exception):
@@ -55,16 +52,16 @@ def _host_bytes(host: str | None) -> bytes | None:
 def _getaddrinfo(host: str | None, port: str, socktype: int) -> list[Any]:
     """A number (or None, the wildcards) as it is; otherwise a name, with AI_ADDRCONFIG."""
     name = _host_bytes(host)
-    passive = _socket.AI_PASSIVE
+    passive = socket.AI_PASSIVE
     try:
-        return _socket.getaddrinfo(
-            name, port, _socket.AF_UNSPEC, socktype, 0, passive | _socket.AI_NUMERICHOST
+        return socket.getaddrinfo(
+            name, port, socket.AF_UNSPEC, socktype, 0, passive | socket.AI_NUMERICHOST
         )
-    except _socket.gaierror as err:
-        if host is None or err.errno != _socket.EAI_NONAME:  # EAI_NONAME: not a number
+    except socket.gaierror as err:
+        if host is None or err.errno != socket.EAI_NONAME:  # EAI_NONAME: not a number
             raise
-    return _socket.getaddrinfo(
-        name, port, _socket.AF_UNSPEC, socktype, 0, passive | _socket.AI_ADDRCONFIG
+    return socket.getaddrinfo(
+        name, port, socket.AF_UNSPEC, socktype, 0, passive | socket.AI_ADDRCONFIG
     )
 
 
@@ -78,16 +75,16 @@ def resolve(hosts: Iterable[str | None], port: str, socktype: int) -> list[Endpo
     for host in hosts:
         try:
             infos = _getaddrinfo(host, port, socktype)
-        except _socket.gaierror as err:
+        except socket.gaierror as err:
             where = f"{host}:{port}" if host else f"port {port}"
-            if err.errno == _socket.EAI_SERVICE:
+            if err.errno == socket.EAI_SERVICE:
                 raise ListenError(
                     f"unknown service {port!r}: use a port number or a name from /etc/services"
                 ) from None
             raise ListenError(f"cannot resolve {where}: {err.strerror}") from None
         for family, stype, proto, _name, sockaddr in infos:
             key = (family, sockaddr[:2])
-            if family in (_socket.AF_INET, _socket.AF_INET6) and key not in seen:
+            if family in (socket.AF_INET, socket.AF_INET6) and key not in seen:
                 seen.add(key)
                 results.append((family, stype, proto, sockaddr))
     return results
@@ -117,7 +114,7 @@ def _explain(err: OSError, where: str, proto: str) -> str:
 
 def open_listeners(
     hosts: Iterable[str | None], port: str, backlog: int | None, udp: bool = False
-) -> tuple[list[_socket.socket], list[_socket.socket]]:
+) -> tuple[list[socket.socket], list[socket.socket]]:
     """Bound TCP listeners (and UDP sockets when ``udp``) for every address, or ListenError.
 
     No --listen (``hosts`` empty) means both wildcards, and a family the host lacks is
@@ -127,22 +124,22 @@ def open_listeners(
     """
     hosts = list(hosts)
     default = not hosts
-    backlog = _socket.SOMAXCONN if backlog is None else backlog
-    streams: list[_socket.socket] = []
-    datagrams: list[_socket.socket] = []
-    kinds = [(_socket.SOCK_STREAM, streams)] + ([(_socket.SOCK_DGRAM, datagrams)] if udp else [])
+    backlog = socket.SOMAXCONN if backlog is None else backlog
+    streams: list[socket.socket] = []
+    datagrams: list[socket.socket] = []
+    kinds = [(socket.SOCK_STREAM, streams)] + ([(socket.SOCK_DGRAM, datagrams)] if udp else [])
     try:
         for socktype, into in kinds:
-            stream = socktype == _socket.SOCK_STREAM
+            stream = socktype == socket.SOCK_STREAM
             for family, stype, proto, sockaddr in resolve(hosts or [None], port, socktype):
                 where = format_endpoint(sockaddr)
                 sock = None
                 try:
-                    sock = _socket.socket(family, stype, proto)
+                    sock = socket.socket(family, stype, proto)
                     if stream:
-                        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-                    if family == _socket.AF_INET6:
-                        sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    if family == socket.AF_INET6:
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                     sock.bind(sockaddr)
                     if stream:
                         sock.listen(backlog)

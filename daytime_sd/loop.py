@@ -9,21 +9,18 @@ interrupted system calls for us).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
+import signal
 import time
+from collections.abc import Callable, Iterable
 
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing is slow to import, mypy honours both
-if TYPE_CHECKING:
-    import signal as _signal
-    from collections.abc import Callable, Iterable
-
-    Timer = Callable[[float], float]
-else:
-    import _signal  # not signal: that imports enum, which every forked child would copy
+Timer = Callable[[float], float]  # called with the time, returns when it next wants to run
+Handler = Callable[[int], None]  # called with the readable fd
 
 IN = select.EPOLLIN
-FOREVER = float("inf")
+FOREVER = float("inf")  # "no deadline": a timer's answer, and run()'s default end
 MAX_EVENTS = 256  # per poll: a flood on one fd cannot starve the timers
 
 
@@ -31,8 +28,6 @@ def fd_from(fd: int, lowest: int) -> int:
     """``fd``, moved to ``lowest`` or above if it lies below (it filled a hole there)."""
     if fd >= lowest:
         return fd
-    import fcntl  # only then
-
     moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, lowest)
     os.close(fd)
     return moved
@@ -41,14 +36,14 @@ def fd_from(fd: int, lowest: int) -> int:
 class Loop:
     def __init__(self) -> None:
         self.ep = select.epoll()
-        self.handlers: dict[int, Callable[[int], None]] = {}
+        self.handlers: dict[int, Handler] = {}
         self.timers: list[Timer] = []
         self.signals: list[int] = []
         self.caught: list[int] = []
         self.running = False
         self.wake_r = self.wake_w = -1
 
-    def add(self, fd: int, handler: Callable[[int], None], events: int = IN) -> None:
+    def add(self, fd: int, handler: Handler, events: int = IN) -> None:
         self.ep.register(fd, events)
         self.handlers[fd] = handler
 
@@ -68,9 +63,9 @@ class Loop:
         self.add(self.wake_r, self._drain_wakeup)
 
     def catch(self, signums: Iterable[int]) -> None:
-        _signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         for signum in signums:
-            _signal.signal(signum, self._on_signal)
+            signal.signal(signum, self._on_signal)
             self.caught.append(signum)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -125,9 +120,9 @@ class Loop:
         stop arriving then (``systemctl reload`` racing a stop) would kill it.
         """
         for signum in self.caught:
-            _signal.signal(signum, _signal.SIG_IGN)
+            signal.signal(signum, signal.SIG_IGN)
         if self.caught:
-            _signal.set_wakeup_fd(-1)
+            signal.set_wakeup_fd(-1)
         self.ep.close()
         for fd in (self.wake_r, self.wake_w):
             if fd >= 0:

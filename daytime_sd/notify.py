@@ -1,14 +1,7 @@
-"""sd_notify(3): READY through libsystemd, then STATUS, WATCHDOG and STOPPING through sdnotify.
+"""sd_notify(3) through sdnotify: READY, STATUS, WATCHDOG and STOPPING, one mechanism.
 
 Nothing is imported or sent unless systemd gave us ``NOTIFY_SOCKET``.  STATUS is kept to
 at most one update a second: the service manager parses every datagram.
-
-READY=1 goes through python-systemd's C binding of libsystemd's own sd_notify(), already
-loaded to read LISTEN_FDS: sdnotify does ``import socket`` at its top, the largest single
-item between exec and READY (bench/ output, "Import costs").  The design names sdnotify for
-the notifications; we deviate for this one message, the one a Type=notify start and every
-unit ordered after us wait for.  sdnotify is imported after the serving loop's first
-round (``Notifier.connect``), so the client whose connection started us is answered first.
 
 sdnotify swallows every error unless built with ``debug=True``; we build it so, catch the
 errors here and log the first one: a Type=notify start that times out for want of READY=1
@@ -18,20 +11,22 @@ must leave a trace that says why.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
+from collections.abc import Mapping
+from typing import Protocol
 
 from daytime_sd import log
 from daytime_sd.accepting import RESOURCE  # the errnos of a shortage: try again later
 
-TYPE_CHECKING = False  # typing and socket cost memory that every forked child copies
-if TYPE_CHECKING:
-    import socket
-    from collections.abc import Callable, Mapping
-    from typing import Protocol
 
-    class _Sender(Protocol):
-        def notify(self, state: str) -> None: ...
+class _Sender(Protocol):
+    """What we use of sdnotify.SystemdNotifier (it ships no type hints)."""
+
+    socket: socket.socket
+
+    def notify(self, state: str) -> None: ...
 
 
 # The manager ignores a whole datagram of PIPE_BUF (4096) bytes or more, READY=1 with it:
@@ -58,16 +53,6 @@ def safe_status(text: str) -> str:
     return text
 
 
-def _libsystemd_notify() -> Callable[[str], bool]:
-    """python-systemd's ``systemd.daemon.notify``, taken from its C binding: daemon.py
-    imports socket too.  The fallback is for a release that drops the private name."""
-    try:
-        from systemd._daemon import notify
-    except ImportError:
-        from systemd.daemon import notify
-    return notify  # type: ignore[no-any-return]
-
-
 def _require(name: str) -> None:
     """Raise ImportError now, as ``import name`` would, without running the module.
 
@@ -81,14 +66,13 @@ def _require(name: str) -> None:
 class Notifier:
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
-        self._sender: _Sender | None = None  # sdnotify's, made on first use after READY
+        self._sender: _Sender | None = None  # sdnotify's, made at the first message
+        self._ready = ""  # READY=1 not yet delivered (no descriptor to connect with)
         self._socket: socket.socket | None = None
         self._address = env.get("NOTIFY_SOCKET", "")
         self._failed = False  # a failure was logged
         self._closed = not self._address  # nothing (more) to send to
-        self._sd_notify: Callable[[str], bool] | None = None
         if self._address:  # outside any try: a missing package is cli's to report
-            self._sd_notify = _libsystemd_notify()
             _require("sdnotify")
         self.watchdog_interval = self._watchdog_interval(env)
         self._last_status = ""
@@ -113,18 +97,14 @@ class Notifier:
                 " serving on (further failures are not logged)"
             )
 
-    def connect(self) -> None:
-        """Import sdnotify and connect its socket: the server's first round after READY=1
-        calls this, once the client whose connection started us has been answered.
-
-        From then on the descriptor is held, so STATUS and WATCHDOG still go out while
-        accept(2) finds none left.  A failure is logged once; after a shortage (no
-        descriptor to import or connect with) the next message tries again, after any other
-        (no such socket, no permission) nothing more is sent, as sdnotify itself would do.
-        """
-        self._connect("connect")
-
     def _connect(self, kind: str) -> _Sender | None:
+        """sdnotify's sender, connected at the first message and held from then on, so that
+        STATUS and WATCHDOG still go out while accept(2) finds no descriptor left.
+
+        A failure is logged once; after a shortage (no descriptor to connect with) the next
+        message tries again, after any other (no such socket, no permission) nothing more
+        is sent, as sdnotify itself would do.
+        """
         if self._sender is None and not self._closed:
             try:
                 import sdnotify
@@ -138,42 +118,42 @@ class Notifier:
                 self._sender = sender
         return self._sender
 
-    def _send(self, state: str, wait: float = 0.0) -> None:
+    def _send(self, state: str, wait: float | None = 0.0) -> None:
         """Send without blocking the loop on a manager that does not read (queue full).
 
-        STOPPING may wait a little; a STATUS or WATCHDOG that finds the queue full is
-        dropped: the next one follows within a second.
+        READY waits (``wait=None``) and STOPPING a little; a STATUS or WATCHDOG that finds
+        the queue full is dropped: the next one follows within a second.
         """
         kind = state.partition("=")[0]
         sender = self._connect(kind)
-        if sender is not None:
-            if self._socket is not None:
-                self._socket.settimeout(wait)
-            try:
-                sender.notify(state)
-            except Exception as err:  # OSError from sendall(); the text itself is safe
-                self._failure(kind, err)
+        if sender is None:
+            return
+        if self._ready and not state.startswith("READY=1"):
+            self._send(self._ready, wait=None)  # READY=1 before anything that follows it
+        if self._socket is not None:
+            self._socket.settimeout(wait)
+        try:
+            sender.notify(state)
+            if state.startswith("READY=1"):
+                self._ready = ""
+        except Exception as err:  # OSError from sendall(); the text itself is safe
+            self._failure(kind, err)
 
     def ready(self, status: str) -> None:
         """READY=1 and STATUS= in one datagram, and WATCHDOG=1 if the watchdog is on.
 
         One datagram, READY=1 first: the manager takes the state and its text together, and
         the text can no longer make the datagram fail (see safe_status).  The watchdog's
-        first ping rides along, so the next is due a whole interval later.
-
-        libsystemd's sd_notify() sends on a blocking socket: with the manager's queue full,
-        READY=1 waits until it reads rather than be dropped (sdnotify's send, given a time
-        limit, would drop it, and the start would time out all the same).
+        first ping rides along, so the next is due a whole interval later.  It blocks while
+        the manager's queue is full, as libsystemd's sd_notify() does: dropped, READY=1
+        would leave the start to time out all the same.  Short of a descriptor to connect
+        with, it goes out ahead of the next message instead.
         """
         self._last_status = status
         self._status_at = time.monotonic()
-        if self._sd_notify is None or self._closed:
-            return
         ping = "WATCHDOG=1\n" if self.watchdog_interval else ""
-        try:
-            self._sd_notify(f"READY=1\n{ping}STATUS={safe_status(status)}")
-        except OSError as err:  # ENOENT, ECONNREFUSED, EACCES: the address, not the text
-            self._failure("READY", err)
+        self._ready = f"READY=1\n{ping}STATUS={safe_status(status)}"
+        self._send(self._ready, wait=None)
 
     def status(self, status: str, force: bool = False) -> None:
         now = time.monotonic()

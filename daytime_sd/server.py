@@ -10,34 +10,28 @@ TimeoutStopSec=10s whatever ``--linger`` says.
 
 from __future__ import annotations
 
-import _socket
 import resource
+import signal
+import socket
 import time
+from collections.abc import Sequence
 
 from daytime_sd import log
 from daytime_sd.accepting import Acceptor
 from daytime_sd.children import Children
 from daytime_sd.closing import CleanClose
+from daytime_sd.config import Config
 from daytime_sd.loop import FOREVER, Loop
 from daytime_sd.netaddr import format_endpoint
+from daytime_sd.notify import Notifier
 from daytime_sd.protocol import LineCache
 from daytime_sd.sync import ClockSync
 from daytime_sd.udp import DatagramResponder
 
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing is slow to import, mypy honours both
-if TYPE_CHECKING:
-    import signal as _signal
-    from collections.abc import Sequence
-
-    from daytime_sd.config import Config
-    from daytime_sd.notify import Notifier
-else:
-    import _signal  # not signal: that imports enum, which every forked child would copy
-
 STOP_DRAIN = 1.0  # seconds, at most, answering what is queued when we stop
 STOP_WAIT = 3.0  # seconds, at most, then waiting for lingering clients and children
 IDLE_DRAIN = 0.5  # seconds, at most, answering what is queued before an idle exit
-_STOP_SIGNALS: dict[int, str] = {_signal.SIGTERM: "SIGTERM", _signal.SIGINT: "SIGINT"}
+_STOP_SIGNALS: dict[int, str] = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
 
 
 def max_lingering() -> int:
@@ -48,18 +42,18 @@ def max_lingering() -> int:
     return max(16, min(16384, soft * 3 // 4 - 16))
 
 
-def _kind(sock: _socket.socket) -> str:
-    if sock.family == _socket.AF_UNIX:
-        return "unix" if sock.type == _socket.SOCK_STREAM else "unix datagram"
-    return "tcp" if sock.type == _socket.SOCK_STREAM else "udp"
+def _kind(sock: socket.socket) -> str:
+    if sock.family == socket.AF_UNIX:
+        return "unix" if sock.type == socket.SOCK_STREAM else "unix datagram"
+    return "tcp" if sock.type == socket.SOCK_STREAM else "udp"
 
 
 class Server:
     def __init__(
         self,
         config: Config,
-        listeners: Sequence[_socket.socket],
-        datagrams: Sequence[_socket.socket],
+        listeners: Sequence[socket.socket],
+        datagrams: Sequence[socket.socket],
         fork: bool,
         activated: bool,
         notifier: Notifier,
@@ -91,7 +85,6 @@ class Server:
             loop.add(sock.fileno(), self._on_datagram)
         self.stop_reason = ""
         self.next_status = self.next_watchdog = FOREVER
-        self.connect_notifier = True  # in the first round after READY (notify.py says why)
         self.next_clock = FOREVER  # the first read is in run(), before READY=1
 
     # -- addresses and status --------------------------------------------------------------
@@ -116,7 +109,7 @@ class Server:
 
     def run(self) -> int:
         loop = self.loop
-        loop.catch((*_STOP_SIGNALS, _signal.SIGHUP))
+        loop.catch((*_STOP_SIGNALS, signal.SIGHUP))
         # Reaping first: the children's room decides whether the acceptor listens.
         loop.timers[:] = [self.closer.tick, self.acceptor.tick, self._tick]
         if self.children:
@@ -142,9 +135,6 @@ class Server:
 
     def _tick(self, now: float) -> float:
         """Signals, the clock's state, STATUS, the watchdog and the idle timeout."""
-        if self.connect_notifier:
-            self.connect_notifier = False
-            self.notifier.connect()
         if self.loop.signals:
             self._signals()
         if now >= self.next_clock:
@@ -173,7 +163,7 @@ class Server:
 
     def _signals(self) -> None:
         for signum in self.loop.take_signals():
-            if signum == _signal.SIGHUP:
+            if signum == signal.SIGHUP:
                 self._reload_zone()
             elif not self.stop_reason:
                 self.stop_reason = _STOP_SIGNALS[signum]

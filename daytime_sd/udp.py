@@ -38,16 +38,13 @@ socket (nc -u, most client libraries) takes replies from the address it asked on
 
 from __future__ import annotations
 
-import _socket
+import socket
 import time
+from collections.abc import Sequence
 
 from daytime_sd import log
 from daytime_sd.netaddr import format_endpoint, unmap
 from daytime_sd.protocol import LineCache
-
-TYPE_CHECKING = False  # collections.abc costs memory every forked child copies
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 BATCH = 256  # datagrams per socket per wake-up
 MAX_TRACKED = 65536  # sources per table (this second's counts, each generation of known)
@@ -59,11 +56,11 @@ KNOWN_SECONDS = 30  # a source answered stays known for this long after, up to t
 
 # Linux's values (<linux/in.h>, <linux/in6.h>), for a Python that does not export them:
 # CPython 3.11 (bookworm) has no socket.IP_PKTINFO.
-IP_PKTINFO: int = getattr(_socket, "IP_PKTINFO", 8)
-IPV6_RECVPKTINFO: int = getattr(_socket, "IPV6_RECVPKTINFO", 49)
-IPV6_PKTINFO: int = getattr(_socket, "IPV6_PKTINFO", 50)
-IPPROTO_IP = _socket.IPPROTO_IP
-IPPROTO_IPV6 = _socket.IPPROTO_IPV6
+IP_PKTINFO: int = getattr(socket, "IP_PKTINFO", 8)
+IPV6_RECVPKTINFO: int = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO: int = getattr(socket, "IPV6_PKTINFO", 50)
+IPPROTO_IP = socket.IPPROTO_IP
+IPPROTO_IPV6 = socket.IPPROTO_IPV6
 # Room for an in_pktinfo and an in6_pktinfo (an IPv4 datagram on a dual-stack socket brings
 # both), and for what a socket unit may add (Timestamping=); more is cut off (MSG_CTRUNC).
 ANCILLARY_SPACE = 256
@@ -80,14 +77,14 @@ def source_key(host: str) -> str | bytes:
             return mapped
     host, percent, scope = host.partition("%")
     try:
-        prefix = _socket.inet_pton(_socket.AF_INET6, host)[:8]
+        prefix = socket.inet_pton(socket.AF_INET6, host)[:8]
     except OSError:  # not from the kernel's formatting; count it as given
         return host
     # fe80::/64 is on every link: the scope tells the links apart.
     return prefix + scope.encode() if percent else prefix
 
 
-def enable_pktinfo(sock: _socket.socket) -> None:
+def enable_pktinfo(sock: socket.socket) -> None:
     """Have the kernel tell, with each datagram on an IPv4 or IPv6 socket, where it was sent.
 
     On an IPv6 socket both options: a dual-stack one (IPV6_V6ONLY off) receives IPv4
@@ -95,7 +92,7 @@ def enable_pktinfo(sock: _socket.socket) -> None:
     still, replying from the address the kernel chooses, and that is logged.
     """
     try:
-        if sock.family == _socket.AF_INET6:
+        if sock.family == socket.AF_INET6:
             sock.setsockopt(IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
         sock.setsockopt(IPPROTO_IP, IP_PKTINFO, 1)
     except OSError as err:
@@ -229,13 +226,13 @@ class DatagramResponder:
 
     def __init__(
         self,
-        sockets: Sequence[_socket.socket],
+        sockets: Sequence[socket.socket],
         cache: LineCache,
         rate: int,
         total_rate: int | None = None,
     ) -> None:
         for sock in sockets:
-            if sock.family in (_socket.AF_INET, _socket.AF_INET6):
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
                 enable_pktinfo(sock)
         self.sockets = list(sockets)
         self.by_fd = {sock.fileno(): sock for sock in sockets}
@@ -248,12 +245,12 @@ class DatagramResponder:
 
     def on_readable(self, fd: int) -> None:
         sock = self.by_fd[fd]
-        if sock.family in (_socket.AF_INET, _socket.AF_INET6):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
             self._inet(sock)
         else:
             self._local(sock)
 
-    def _inet(self, sock: _socket.socket) -> None:
+    def _inet(self, sock: socket.socket) -> None:
         line = self.cache.line(time.time())
         now = time.monotonic()  # the budgets' windows: a clock step must not reset them
         allow = self.limiter.allow
@@ -283,7 +280,7 @@ class DatagramResponder:
             except OSError:
                 pass
 
-    def _local(self, sock: _socket.socket) -> None:
+    def _local(self, sock: socket.socket) -> None:
         line = self.cache.line(time.time())
         now = time.monotonic()
         for _ in range(BATCH):

@@ -1,5 +1,5 @@
 """READY=1 always arrives, whatever the socket paths in STATUS=; failures are logged once;
-READY=1 goes out before sdnotify (and its ``import socket``) is loaded.
+every message, READY=1 included, goes through sdnotify (one mechanism: issue 22).
 
 The notify socket is real (support.Notifications); systemd-socket-activate hands the service
 AF_UNIX listeners whose paths end up in STATUS=.
@@ -85,24 +85,23 @@ def test_ready_fits_in_a_datagram_the_manager_accepts_with_a_long_status() -> No
 
 
 # The Notifier under python3 -S, as the launcher runs it (python3-systemd and python3-sdnotify
-# from dist-packages, the package under test from wherever it is): which of the modules READY
-# must not wait for are loaded after each message.
+# from dist-packages, the package under test from wherever it is): which way to systemd each
+# message took, sdnotify or python-systemd's sd_notify binding.
 NOTIFIER = """
 import sys
 sys.path.append("/usr/lib/python3/dist-packages")
 from daytime_sd.notify import Notifier
 notifier = Notifier()
 def loaded(when):
-    print(when, *sorted({"socket", "sdnotify"} & set(sys.modules)))
+    print(when, *sorted({"sdnotify", "systemd", "systemd._daemon"} & set(sys.modules)))
 loaded("start:")
 notifier.ready("Serving tcp 127.0.0.1:13 (in-process)")
 loaded("READY:")
-notifier.connect()  # the server's first round after READY
-loaded("connect:")
 notifier.status("Serving tcp 127.0.0.1:13 (in-process); 1 TCP connection", force=True)
 notifier.watchdog()
 notifier.stopping("Stopping (SIGTERM)")
 notifier.close()
+loaded("stop:")
 """
 PACKAGE_DIR = str(Path(daytime_sd.__file__).resolve().parents[1])  # the tree, or dist-packages
 
@@ -131,9 +130,9 @@ def run_notifier(**env: str) -> tuple[list[str], list[str]]:
     return proc.stdout.splitlines(), sent
 
 
-def test_ready_goes_out_before_sdnotify_and_socket_are_loaded() -> None:
+def test_every_message_goes_through_sdnotify() -> None:
     report, sent = run_notifier()
-    assert report == ["start:", "READY:", "connect: sdnotify socket"], report
+    assert report == ["start:", "READY: sdnotify", "stop: sdnotify"], report
     assert sent == [
         "READY=1\nSTATUS=Serving tcp 127.0.0.1:13 (in-process)",
         "STATUS=Serving tcp 127.0.0.1:13 (in-process); 1 TCP connection",
@@ -147,19 +146,19 @@ def test_ready_carries_the_first_watchdog_ping_when_the_watchdog_is_on() -> None
     assert sent[0] == "READY=1\nWATCHDOG=1\nSTATUS=Serving tcp 127.0.0.1:13 (in-process)", sent
 
 
-# sdnotify's import and connect need descriptors: with none left (the soft limit at the lowest
-# free one) the first try fails and is logged; the next message, with descriptors again, gets out.
+# sdnotify's connect needs a descriptor: with none left (the soft limit at the lowest free one)
+# READY's try fails and is logged; READY=1 then goes out ahead of the next message.
 SHORTAGE = """
 import os, resource, sys
 sys.path.append("/usr/lib/python3/dist-packages")
 from daytime_sd.notify import Notifier
 notifier = Notifier()
-notifier.ready("Serving")
+import sdnotify, socket  # what the service has loaded by then
 limits = resource.getrlimit(resource.RLIMIT_NOFILE)
 free = os.dup(0)
 os.close(free)
 resource.setrlimit(resource.RLIMIT_NOFILE, (free, limits[1]))
-notifier.connect()
+notifier.ready("Serving")
 resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 notifier.status("Serving; 1 TCP connection", force=True)
 notifier.watchdog()
@@ -169,7 +168,7 @@ notifier.watchdog()
 def test_a_descriptor_shortage_at_connect_is_logged_once_and_the_next_message_gets_out() -> None:
     proc, sent = run_script(SHORTAGE)
     lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("daytime-sd: sd_notify connect to "), lines
+    assert len(lines) == 1 and lines[0].startswith("daytime-sd: sd_notify READY to "), lines
     assert "Too many open files" in lines[0], lines
     assert sent == ["READY=1\nSTATUS=Serving", "STATUS=Serving; 1 TCP connection", "WATCHDOG=1"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
 
 import pytest
 
@@ -370,11 +369,3 @@ def test_compaction_keeps_the_deadlines_of_those_still_lingering() -> None:
     closer.tick(LINGER)  # their deadline: every one is closed, none is left behind
     assert all(c.closed for c in held)
     assert not watched.fds and len(closer) == 0
-
-
-def test_importing_it_loads_neither_collections_nor_typing(
-    lean_import: Callable[[str], None],
-) -> None:
-    """The module docstring's promise: every forked child copies what the serving process
-    imported, and collections (or typing) would be most of this module's share."""
-    lean_import("daytime_sd.closing")
