@@ -46,7 +46,7 @@ def answer_connections(cfg: config.Config, sockets: Sockets) -> None:
     from daytime_sd.protocol import NIST_FORMAT, render
 
     if cfg.format == NIST_FORMAT or cfg.require_sync:
-        from daytime_sd.sync import ClockSync
+        from daytime_sd.clock import ClockSync
 
         sync = ClockSync(cfg)
         sync.poll(time.monotonic(), quiet=True)
@@ -85,7 +85,7 @@ def serve(cfg: config.Config, sockets: Sockets | None) -> int:
         except ListenError as err:
             return fail(str(err))
         if cfg.user is not None:
-            from daytime_sd.privileges import PrivilegeError, drop_to
+            from daytime_sd.listeners import PrivilegeError, drop_to
 
             try:
                 drop_to(cfg.user)

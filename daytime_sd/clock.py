@@ -25,7 +25,13 @@ import ctypes
 import errno
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from daytime_sd import log, nist
+from daytime_sd.protocol import NIST_FORMAT, render
+
+if TYPE_CHECKING:
+    from daytime_sd.config import Config
 
 # adjtimex(2) return values (the clock state).
 TIME_OK = 0
@@ -250,3 +256,74 @@ class Watch:
         if 0 <= clock.state < len(STATE_NAMES):
             return STATE_NAMES[clock.state]
         return str(clock.state)
+
+
+# -- the clock's state in the service: logged, in STATUS=, in NIST's H, --require-sync
+
+WITHHELD = b""  # the answer while --require-sync holds it back
+
+
+class ClockSync:
+    """What the service does with the clock's state: the log, STATUS=, NIST's H, --require-sync.
+
+    The loop modes (Accept=no, standalone) read the state at most
+    once a second from a timer, never on the answering path, and log one line whenever it
+    changes (warning priority while not synchronized).  A per-connection process (Accept=yes,
+    inetd) reads it only when ``--format nist`` or ``--require-sync`` needs it: everything
+    else would be a cost on every connection for a line nobody reads.
+
+    ``--require-sync``: while the clock is not synchronized (or its state cannot be read) the
+    answer is empty: a TCP client gets a normal close (FIN) with no line and a datagram gets
+    no reply.  RFC 867 has no way to say "I do not know the time"; silence is the one answer
+    no client can take for a time.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.nist = config.format == NIST_FORMAT
+        self.require = config.require_sync
+        self.label = config.nist_label
+        self.watch = Watch(read)
+        self.leaps = nist.LeapList()
+        self._fmt = config.format
+        self._utc = config.utc
+        self._reported = False  # the first report is the state at start, not a change
+
+    @property
+    def needed_per_connection(self) -> bool:
+        return self.nist or self.require
+
+    def poll(self, now: float, quiet: bool = False) -> bool:
+        """Read the state if a second has passed; log a change.  True if it changed.
+
+        The loop modes call it before READY=1, so the first client is answered from a
+        state that was read, and then once a second.
+        """
+        changed = self.watch.poll(now)
+        if self.nist:
+            self.leaps.refresh()  # a stat a second: a tzdata upgrade is seen without a reload
+        if changed and not quiet:
+            priority, text = self.watch.message()
+            if self.require and not self.watch.synchronized:
+                text += "; --require-sync: no answers until it is"
+            elif self.require and self._reported:
+                text += "; answering again"
+            self._reported = True
+            log.log(priority, text)
+        return changed
+
+    def reload(self) -> None:
+        """SIGHUP: the leap-second list is read again at the next need."""
+        self.leaps.reload()
+
+    def status(self) -> str:
+        if self.watch.clock is None and self.watch.error is None:
+            return ""  # not read yet
+        return describe(self.watch.clock, self.watch.error)
+
+    def render(self, second: int) -> bytes:
+        """The answer for ``second``, or WITHHELD."""
+        if self.require and not self.watch.synchronized:
+            return WITHHELD
+        if self.nist:
+            return nist.render(second, self.watch.clock, self.leaps.at(second), self.label)
+        return render(self._fmt, second, self._utc)

@@ -1,11 +1,13 @@
-"""NIST's daytime layout, field for field, from the time, the kernel's clock and tzdata.
+"""NIST's daytime layout, field for field, from the time, the kernel's clock and tzdata's
+leap-seconds.list (read here too).
 
     JJJJJ YR-MO-DA HH:MM:SS TT L H msADV LABEL OTM
     53050 04-02-15 10:23:32 00 0 0   0.0 UTC(HOST) *
 
-Pure functions: the time, the kernel state (:class:`daytime_sd.clock.KernelClock`) and the
-leap-second table (:class:`daytime_sd.leapseconds.LeapTable`) are passed in; the zone is
-the process's (``TZ`` or /etc/localtime, as ``time.localtime`` sees it).  The time fields
+The line is rendered by pure functions: the time, the kernel state
+(:class:`daytime_sd.clock.KernelClock`) and the leap-second table (:class:`LeapTable`,
+which :class:`LeapList` reads from tzdata) are passed in; the zone is the process's
+(``TZ`` or /etc/localtime, as ``time.localtime`` sees it).  The time fields
 are always UTC, as NIST's are.
 
 **The label.**  NIST's field reads ``UTC(NIST)``: in metrology ``UTC(k)`` names the
@@ -33,12 +35,136 @@ advance is applied.
 
 from __future__ import annotations
 
+import os
 import time
 
-TYPE_CHECKING = False  # typing costs memory every forked child copies
+from daytime_sd import log
+
+TYPE_CHECKING = False  # typing costs an Accept=yes --format nist connection its import
 if TYPE_CHECKING:
     from daytime_sd.clock import KernelClock
-    from daytime_sd.leapseconds import LeapTable
+
+
+# -- tzdata's leap-seconds.list: when TAI - UTC changes, and until when the list says so
+
+NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
+LEAP_SECONDS_LIST = "/usr/share/zoneinfo/leap-seconds.list"  # tzdata, bookworm to sid
+
+
+class LeapTable:
+    """tzdata's leap-seconds.list: when TAI - UTC changes, and until when the list is valid."""
+
+    __slots__ = ("changes", "expires")
+
+    def __init__(self, changes: dict[int, int], expires: int | None) -> None:
+        self.changes = changes  # Unix time of the first second after a leap → +1 or -1
+        self.expires = expires  # Unix time; None when the file states no expiry
+
+    def valid_at(self, when: float) -> bool:
+        return self.expires is not None and when < self.expires
+
+
+def leap_seconds(text: str) -> LeapTable:
+    """Parse leap-seconds.list (the IERS/NIST format tzdata ships).
+
+    Data lines are ``NTP-seconds TAI-UTC [# comment]``: from that instant (00:00 UTC on the
+    day after the leap second) TAI - UTC is the new value, one more than before for an
+    inserted second, one less for a deleted one.  ``#@`` gives the expiry (NTP seconds).
+    The ``#h`` hash is not checked: the file comes from a Debian package, not the network.
+    Raises ValueError on a line that is neither a comment nor data.
+    """
+    changes: dict[int, int] = {}
+    expires: int | None = None
+    previous: int | None = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line.startswith("#@"):
+            try:
+                expires = int(line[2:].split()[0]) - NTP_UNIX_OFFSET
+            except (IndexError, ValueError):
+                raise ValueError(f"line {number}: bad expiry line {raw!r}") from None
+            continue
+        line = line.partition("#")[0].strip()
+        if not line:
+            continue
+        fields = line.split()
+        if len(fields) != 2 or not all(f.isdigit() and f.isascii() for f in fields):
+            raise ValueError(f"line {number}: not 'NTP-time TAI-UTC': {raw!r}")
+        at, offset = int(fields[0]) - NTP_UNIX_OFFSET, int(fields[1])
+        if previous is not None and offset != previous:
+            changes[at] = 1 if offset > previous else -1
+        previous = offset
+    return LeapTable(changes, expires)
+
+
+def read_leap_table(path: str = LEAP_SECONDS_LIST) -> LeapTable:
+    """Read and parse the list.  Raises OSError or ValueError: the caller logs and goes on
+    with ``None`` (L then comes from the kernel alone)."""
+    with open(path, encoding="ascii") as f:
+        return leap_seconds(f.read())
+
+
+class LeapList:
+    """tzdata's leap-seconds.list, read once and again only when the file changes.
+
+    The file changes when tzdata is upgraded, so the list is read at the first need, then
+    again only when :meth:`refresh` sees another file (inode, size or mtime), or after
+    :meth:`reload` (SIGHUP).  An expired list is kept and said once: nist.py ignores it as
+    a whole past its expiry, and NIST's L then comes from the kernel alone.
+    """
+
+    __slots__ = ("_expiry_said", "_stamp", "path", "table")
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path or LEAP_SECONDS_LIST
+        self.table: LeapTable | None = None
+        self._stamp: tuple[int, ...] | None = None  # what was read; None: nothing yet
+        self._expiry_said = False
+
+    def _identity(self) -> tuple[int, ...]:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return ()  # missing: read (and fail) again only once it appears
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def refresh(self) -> None:
+        """Read the list if it was never read or the file is another one now."""
+        stamp = self._identity()
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        self._expiry_said = False
+        try:
+            self.table = read_leap_table(self.path)
+        except (OSError, ValueError) as err:
+            self.table = None
+            log.warning(f"{self.path}: {err}; leap seconds from the kernel only")
+
+    def reload(self) -> None:
+        """Read the file again at the next need (SIGHUP)."""
+        self._stamp = None
+
+    def at(self, when: float) -> LeapTable | None:
+        """The table for an answer at ``when``; says once when it has expired."""
+        if self._stamp is None:
+            self.refresh()
+        table = self.table
+        if table is not None and not table.valid_at(when) and not self._expiry_said:
+            self._expiry_said = True
+            expired = (
+                "states no expiry"
+                if table.expires is None
+                else ("expired on " + time.strftime("%Y-%m-%d", time.gmtime(table.expires)))
+            )
+            log.notice(
+                f"{self.path} {expired}: NIST's leap indicator now comes from the kernel "
+                "alone; upgrade tzdata for a current list"
+            )
+        return table
+
+
+# -- the line
 
 MJD_UNIX_EPOCH = 40587  # MJD of 1970-01-01
 NIST_LABEL = "UTC(NIST)"

@@ -19,13 +19,13 @@ from collections.abc import Sequence
 from daytime_sd import log
 from daytime_sd.accepting import Acceptor
 from daytime_sd.children import Children
+from daytime_sd.clock import ClockSync
 from daytime_sd.closing import CleanClose
 from daytime_sd.config import Config
 from daytime_sd.loop import FOREVER, Loop
 from daytime_sd.netaddr import format_endpoint
 from daytime_sd.notify import Notifier
 from daytime_sd.protocol import LineCache
-from daytime_sd.sync import ClockSync
 from daytime_sd.udp import DatagramResponder
 
 STOP_DRAIN = 1.0  # seconds, at most, answering what is queued when we stop

@@ -19,7 +19,7 @@ import errno
 import os
 import sys
 
-from daytime_sd import cli, clock, leapseconds
+from daytime_sd import cli, clock, nist
 
 
 def main() -> int:
@@ -40,14 +40,14 @@ def main() -> int:
     clock.read = read
     leap_list = os.environ.get("DAYTIME_TEST_LEAP_LIST")
     if leap_list:
-        real = leapseconds.read_leap_table
-        leapseconds.LEAP_SECONDS_LIST = leap_list
+        real = nist.read_leap_table
+        nist.LEAP_SECONDS_LIST = leap_list
 
-        def counted(path: str = leap_list) -> leapseconds.LeapTable:
+        def counted(path: str = leap_list) -> nist.LeapTable:
             sys.stderr.write("fakeclock: leap list read\n")
             return real(path)
 
-        leapseconds.read_leap_table = counted
+        nist.read_leap_table = counted
     return cli.main(args)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from daytime_sd import __version__, config, options
+from daytime_sd import __version__, config
 from daytime_sd.config import OPTIONS, Exit, Option, UsageError, help_text, parse
 from daytime_sd.protocol import PRESETS
 
@@ -109,14 +109,14 @@ def test_help_and_version() -> None:
 
 def test_help_puts_a_long_option_on_a_line_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     long = Option("--a-very-long-option-name", "x", "what it does", "VALUE")
-    monkeypatch.setattr(options, "OPTIONS", (long,))
+    monkeypatch.setattr(config, "OPTIONS", (long,))
     lines = help_text().split("\n")
     assert lines[6:8] == ["  --a-very-long-option-name VALUE", f"  {' ' * 24}what it does"]
     exactly_24 = Option("--twenty-four-chars-", "x", "fits?", "NNN")  # 24 with the value
-    monkeypatch.setattr(options, "OPTIONS", (exactly_24,))
+    monkeypatch.setattr(config, "OPTIONS", (exactly_24,))
     assert help_text().split("\n")[6:8] == ["  --twenty-four-chars- NNN", f"  {' ' * 24}fits?"]
     short = Option("--twenty-three-chars NN", "x", "fits", None)  # 23: on one line
-    monkeypatch.setattr(options, "OPTIONS", (short,))
+    monkeypatch.setattr(config, "OPTIONS", (short,))
     assert help_text().split("\n")[6:8] == ["  --twenty-three-chars NN fits", ""]
 
 
@@ -248,7 +248,7 @@ def test_the_option_table_is_the_single_source_of_settings() -> None:
     for option in OPTIONS:
         if option.dest not in ("help", "version"):
             assert option.dest in typed, option.flag
-    assert config.Config().linger == options.DEFAULT_LINGER
+    assert config.Config().linger == config.DEFAULT_LINGER
     assert config.Config(linger=1.0).linger == 1.0
     with pytest.raises(TypeError, match="unknown settings: lingr"):
         config.Config(lingr=1.0)
@@ -271,7 +271,7 @@ def test_presets_skip_the_start_up_renders(monkeypatch: pytest.MonkeyPatch) -> N
 def test_the_udp_total_rate_default_is_the_limiters() -> None:
     from daytime_sd import udp
 
-    assert options.DEFAULT_UDP_TOTAL_RATE == udp.DEFAULT_TOTAL_RATE
+    assert config.DEFAULT_UDP_TOTAL_RATE == udp.DEFAULT_TOTAL_RATE
     assert parse([]).udp_total_rate is None
     assert parse(["--udp-total-rate", "50"]).udp_total_rate == 50
 
@@ -292,7 +292,7 @@ def test_require_sync_is_off_unless_asked() -> None:
     assert parse(["--require-sync"]).require_sync is True
 
 
-@pytest.mark.parametrize("module", ["daytime_sd.config", "daytime_sd.options", "daytime_sd.values"])
+@pytest.mark.parametrize("module", ["daytime_sd.config"])
 def test_importing_it_loads_neither_collections_nor_typing(
     lean_import: Callable[[str], None], module: str
 ) -> None:

@@ -1,4 +1,4 @@
-"""sync.LeapList: tzdata's leap-second list read once, again only when it changes (issue 21.6)."""
+"""nist.LeapList: tzdata's leap-second list read once, again only when it changes (issue 21.6)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from daytime_sd import leapseconds, log, sync
+from daytime_sd import log, nist
 
-NTP = leapseconds.NTP_UNIX_OFFSET
+NTP = nist.NTP_UNIX_OFFSET
 EXPIRED_AT = 1_782_604_800  # 2026-06-28 00:00 UTC, when this machine's list ran out
 NOW = 1_795_500_000  # 2026-11-25, after it
 
@@ -21,13 +21,13 @@ def list_text(expiry: int) -> str:
 class Reads:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        real = leapseconds.read_leap_table
+        real = nist.read_leap_table
 
-        def counted(path: str = leapseconds.LEAP_SECONDS_LIST) -> leapseconds.LeapTable:
+        def counted(path: str = nist.LEAP_SECONDS_LIST) -> nist.LeapTable:
             self.count += 1
             return real(path)
 
-        monkeypatch.setattr(leapseconds, "read_leap_table", counted)
+        monkeypatch.setattr(nist, "read_leap_table", counted)
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_an_expired_list_is_read_once_and_said_once(
     path = tmp_path / "leap-seconds.list"
     path.write_text(list_text(EXPIRED_AT))
     reads = Reads(monkeypatch)
-    leaps = sync.LeapList(str(path))
+    leaps = nist.LeapList(str(path))
     for second in range(5):  # five rendered seconds, each after a once-a-second check
         leaps.refresh()
         table = leaps.at(NOW + second)
@@ -63,7 +63,7 @@ def test_a_changed_file_is_read_again_and_a_current_one_is_not_said(
     path = tmp_path / "leap-seconds.list"
     path.write_text(list_text(EXPIRED_AT))
     reads = Reads(monkeypatch)
-    leaps = sync.LeapList(str(path))
+    leaps = nist.LeapList(str(path))
     leaps.at(NOW)
     # tzdata upgraded: a new file in its place (dpkg renames one over the other).
     new = tmp_path / "new"
@@ -83,7 +83,7 @@ def test_reload_reads_again_and_an_unreadable_list_is_said_once(
 ) -> None:
     path = tmp_path / "leap-seconds.list"
     reads = Reads(monkeypatch)
-    leaps = sync.LeapList(str(path))
+    leaps = nist.LeapList(str(path))
     for second in range(3):
         leaps.refresh()
         assert leaps.at(NOW + second) is None

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from daytime_sd import leapseconds, nist, options
+from daytime_sd import config, nist
 from daytime_sd.clock import STA_DEL, STA_INS, STA_PLL, STA_UNSYNC, TIME_ERROR, TIME_OK, KernelClock
 
-LEAP_LIST = Path(leapseconds.LEAP_SECONDS_LIST)
+LEAP_LIST = Path(nist.LEAP_SECONDS_LIST)
 SYNCED = KernelClock(TIME_OK, STA_PLL, 20_000, 1_000)
 UNSYNCED = KernelClock(TIME_ERROR, STA_UNSYNC, 16_000_000, 16_000_000)  # these machines today
 
@@ -126,7 +126,7 @@ def test_default_line_layout_and_widths(zone: Callable[[str], None]) -> None:
 
 def test_line_carries_live_h_l_and_tt(zone: Callable[[str], None]) -> None:
     zone("Europe/Berlin")
-    table = leapseconds.leap_seconds(
+    table = nist.leap_seconds(
         "#@\t3723753600\n2272060800\t10\n3692217600\t11\t# 1 Jan 2017\n"
     )  # a one-leap list valid into 2018
     m = LINE.fullmatch(nist.render(utc("2016-12-31 23:59:59"), UNSYNCED, table))
@@ -153,8 +153,8 @@ def test_labels() -> None:
 
 
 def test_the_option_table_copies_of_the_labels_agree() -> None:
-    # options.py repeats them so that the per-connection path need not import nist.py.
-    assert (options.NIST_DEFAULT_LABEL, options.NIST_LABEL) == (nist.DEFAULT_LABEL, nist.NIST_LABEL)
+    # config.py repeats them so that the per-connection path need not import nist.py.
+    assert (config.NIST_DEFAULT_LABEL, config.NIST_LABEL) == (nist.DEFAULT_LABEL, nist.NIST_LABEL)
 
 
 # --- TT ----------------------------------------------------------------------------------
@@ -259,12 +259,12 @@ def test_tt_month_with_two_changes_counts_to_the_next(zone: Callable[[str], None
 
 
 @pytest.fixture(scope="module")
-def real_table() -> leapseconds.LeapTable:
+def real_table() -> nist.LeapTable:
     """The machine's own tzdata list (bookworm, trixie and sid all ship it)."""
-    return leapseconds.read_leap_table(str(LEAP_LIST))
+    return nist.read_leap_table(str(LEAP_LIST))
 
 
-def test_real_list_announces_the_2016_leap_second(real_table: leapseconds.LeapTable) -> None:
+def test_real_list_announces_the_2016_leap_second(real_table: nist.LeapTable) -> None:
     last_of_2016 = utc("2017-01-01 00:00:00")
     assert real_table.changes[last_of_2016] == 1
     assert len(real_table.changes) == 27  # 1972-07 to 2016-12; none since
@@ -280,7 +280,7 @@ def test_real_list_announces_the_2016_leap_second(real_table: leapseconds.LeapTa
     assert [nist.leap_indicator(utc(m), 0, real_table) for m in moments] == [0, 1, 1, 0, 1, 0]
 
 
-def test_kernel_leap_state_wins(real_table: leapseconds.LeapTable) -> None:
+def test_kernel_leap_state_wins(real_table: nist.LeapTable) -> None:
     quiet_month = utc("2020-03-31 12:00:00")
     assert nist.leap_indicator(quiet_month, 0, real_table) == 0
     assert nist.leap_indicator(quiet_month, 1, real_table) == 1
@@ -304,23 +304,23 @@ LIST_2016 = """\
 def test_expired_table_is_ignored() -> None:
     dec_2016 = utc("2016-12-15 00:00:00")
     # The list IERS published in July 2016 ran until 28 June 2017.
-    current = leapseconds.leap_seconds(LIST_2016.format(expiry=3707596800))
+    current = nist.leap_seconds(LIST_2016.format(expiry=3707596800))
     assert current.expires == utc("2017-06-28 00:00:00")
     assert nist.leap_indicator(dec_2016, 0, current) == 1
     # The same entries in a list that expired on 1 December 2016: ignored from then on.
-    stale = leapseconds.leap_seconds(LIST_2016.format(expiry=3689539200))
+    stale = nist.leap_seconds(LIST_2016.format(expiry=3689539200))
     assert stale.expires == utc("2016-12-01 00:00:00")
     assert nist.leap_indicator(dec_2016 - 86400 * 15, 0, stale) == 0  # November: no leap
     assert nist.leap_indicator(dec_2016, 0, stale) == 0
     assert nist.leap_indicator(dec_2016, 1, stale) == 1  # the kernel still counts
     # No expiry line at all: nothing shows the list is current.
-    undated = leapseconds.leap_seconds("2272060800 10\n3692217600 37\n")
+    undated = nist.leap_seconds("2272060800 10\n3692217600 37\n")
     assert undated.expires is None and not undated.valid_at(0)
     assert nist.leap_indicator(dec_2016, 0, undated) == 0
 
 
 def test_negative_leap_second() -> None:
-    table = leapseconds.leap_seconds("#@ 4000000000\n3692217600 37\n3881520000 36\n")  # 1 Jan 2023
+    table = nist.leap_seconds("#@ 4000000000\n3692217600 37\n3881520000 36\n")  # 1 Jan 2023
     assert nist.leap_indicator(utc("2022-12-10 00:00:00"), 0, table) == 2
     assert nist.leap_indicator(utc("2023-01-01 00:00:00"), 0, table) == 0
 
@@ -328,12 +328,12 @@ def test_negative_leap_second() -> None:
 @pytest.mark.parametrize("text", ["3692217600\n", "3692217600 37 12\n", "x 37\n", "#@ soon\n"])
 def test_malformed_list_is_rejected(text: str) -> None:
     with pytest.raises(ValueError):
-        leapseconds.leap_seconds(text)
+        nist.leap_seconds(text)
 
 
 def test_missing_list_raises_oserror(tmp_path: Path) -> None:
     with pytest.raises(OSError):
-        leapseconds.read_leap_table(str(tmp_path / "leap-seconds.list"))
+        nist.read_leap_table(str(tmp_path / "leap-seconds.list"))
 
 
 # --- H -----------------------------------------------------------------------------------
@@ -446,7 +446,7 @@ def test_tt_at_the_unix_epoch(zone: Callable[[str], None]) -> None:
 
 def test_tt_and_l_take_any_moment_of_the_second(zone: Callable[[str], None]) -> None:
     zone("America/Denver")
-    table = leapseconds.leap_seconds("#@ 4000000000\n2272060800 10\n3692217600 11\n")
+    table = nist.leap_seconds("#@ 4000000000\n2272060800 10\n3692217600 11\n")
     for moment in ("2025-03-08 23:59:59", "2025-03-09 08:59:59", "2016-12-31 23:59:59"):
         when = utc(moment)
         assert nist.dst_code(when + 0.75) == nist.dst_code(when)
@@ -466,42 +466,42 @@ def test_l_for_a_leap_second_at_the_end_of_any_month() -> None:
     A table with a leap second after every other month, 1970 to 2100."""
     starts = month_starts(1970, 2101)
     for every in (2, 7):  # so that no other month's end can stand in for the right one
-        table = leapseconds.LeapTable({t: 1 for t in starts[1::every]}, expires=starts[-1])
+        table = nist.LeapTable({t: 1 for t in starts[1::every]}, expires=starts[-1])
         for start, end in itertools.pairwise(starts):
             expected = 1 if end in table.changes else 0
             for when in (start, start + 1_000_000 % (end - start), end - 1):
                 assert nist.leap_indicator(when, 0, table) == expected, time.gmtime(when)
 
 
-def test_l_real_list_in_the_1990s(real_table: leapseconds.LeapTable) -> None:
+def test_l_real_list_in_the_1990s(real_table: nist.LeapTable) -> None:
     """June 1997 and December 1998 ended with a leap second; the months between did not."""
     moments = ["1997-06-15 00:00:00", "1997-07-15 00:00:00", "1998-12-31 23:59:59"]
     assert [nist.leap_indicator(utc(m), 0, real_table) for m in moments] == [1, 0, 1]
 
 
 def test_table_is_valid_only_before_its_expiry() -> None:
-    table = leapseconds.leap_seconds(LIST_2016.format(expiry=3707596800))
+    table = nist.leap_seconds(LIST_2016.format(expiry=3707596800))
     expires = utc("2017-06-28 00:00:00")
     assert table.valid_at(expires - 1) and table.valid_at(expires - 0.5)
     assert not table.valid_at(expires)
 
 
 def test_negative_leap_second_is_recorded_as_minus_one() -> None:
-    table = leapseconds.leap_seconds("#@ 4000000000\n3692217600 37\n3881520000 36\n")
+    table = nist.leap_seconds("#@ 4000000000\n3692217600 37\n3881520000 36\n")
     assert table.changes == {utc("2023-01-01 00:00:00"): -1}
 
 
 @pytest.mark.parametrize("text", ["3692217600 +37\n", "3692217600 -1\n", "3692217600 1_0\n"])
 def test_list_values_are_plain_digits(text: str) -> None:
     with pytest.raises(ValueError, match="line 1:"):
-        leapseconds.leap_seconds(text)
+        nist.leap_seconds(text)
 
 
 def test_errors_name_the_line() -> None:
     with pytest.raises(ValueError, match=r"^line 3: "):
-        leapseconds.leap_seconds("# the list\n2272060800 10\n3692217600\n")
+        nist.leap_seconds("# the list\n2272060800 10\n3692217600\n")
     with pytest.raises(ValueError, match=r"^line 2: bad expiry"):
-        leapseconds.leap_seconds("2272060800 10\n#@ soon\n")
+        nist.leap_seconds("2272060800 10\n#@ soon\n")
 
 
 # --- the label and the kernel's part of the line --------------------------------------------
