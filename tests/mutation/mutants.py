@@ -68,7 +68,8 @@ def scopes() -> list[Scope]:
               _lines_of("daytime_sd/udp.py", "def source_key", "class DatagramResponder")),
         Scope("closing", "daytime_sd/closing.py", "tests/unit/test_closing.py", 60),
         # 5 s: the tests take a fraction of one, and some 40 mutants loop in dst_code().
-        Scope("nist", "daytime_sd/nist.py", "tests/unit/test_nist.py tests/unit/test_leap_list.py", 5),
+        Scope("nist", "daytime_sd/nist.py",
+              "tests/unit/test_nist.py tests/unit/test_leap_list.py", 5),
         Scope("clock", "daytime_sd/clock.py",
               "tests/unit/test_clock.py tests/integration/test_clock_read.py", 60),
         Scope("activation", "daytime_sd/activation.py",
