@@ -39,22 +39,18 @@ class Children:
         """Fork a child for each of ``conns`` in turn; how many were handed over.  When fork
         fails the rest are the caller's to answer.
 
-        Every page the parent writes while a child it forked lives is copied, and CPython
-        writes a reference count on every object it touches: so what runs between two forks
-        is what a connection costs beyond fork itself (bench/ output, "Counts": the fork
-        parent's page faults per connection; bench/pyfork.py is the floor).  Hence one tight
-        loop per batch, with the bookkeeping before and after it, and the child's code kept
-        to these few lines.  Other clients' copies go with _exit at once.  The signal
-        wake-up pipe stays open: a signal arriving meanwhile writes a byte to it, which the
-        parent reads and ignores (closed, the write would fail and CPython would report
-        that on stderr).
+        The child closes our descriptors (the listeners, the datagram sockets, the epoll
+        set), sends the line with its FIN and exits; nothing else runs in it.  The signal
+        wake-up pipe stays open there: a signal arriving meanwhile writes a byte to it,
+        which the parent reads and ignores.  The parent forks the whole batch in one loop
+        and does its bookkeeping after it: every page it writes while a child lives is
+        copied (bench/ output, "Counts": the fork parent's page faults per connection).
         """
         end = self.own_fds_end
-        fork, add = os.fork, self.pids.add
         forked = 0
-        for conn in conns:  # no comprehension, no slice: each is an object more to write
+        for conn in conns:
             try:
-                pid = fork()
+                pid = os.fork()
             except OSError as err:
                 self._failed(err)
                 break
@@ -69,7 +65,7 @@ class Children:
                     conn.shutdown(socket.SHUT_WR)
                 finally:
                     os._exit(0)  # also when the client reset: nothing to report, nobody to tell
-            add(pid)
+            self.pids.add(pid)
             forked += 1
         return forked
 

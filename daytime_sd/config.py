@@ -15,16 +15,14 @@ import math
 from daytime_sd import __version__
 from daytime_sd.protocol import DEFAULT_FORMAT, NIST_FORMAT, PRESETS, FormatError, validate_format
 
-TYPE_CHECKING = False  # see above: typing.TYPE_CHECKING would import typing
+# The per-connection path: typing.TYPE_CHECKING would import typing (bench/ "Import costs").
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 
 # -- one value: each check turns an argument into the value a setting holds, or raises
 # -- ValueError with the reason, which parse() turns into a usage error
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
 
 
 def _ascii_digits(text: str) -> bool:
@@ -111,9 +109,6 @@ def label(text: str) -> str:
 # (test_nist checks that they agree).
 NIST_DEFAULT_LABEL = "UTC(HOST)"
 NIST_LABEL = "UTC(NIST)"
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 PROG = "daytime-sd"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -308,9 +303,6 @@ def help_text() -> str:
 
 
 # -- the settings, parsed
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 
 class UsageError(Exception):

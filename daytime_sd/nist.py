@@ -40,7 +40,8 @@ import time
 
 from daytime_sd import log
 
-TYPE_CHECKING = False  # typing costs an Accept=yes --format nist connection its import
+# The per-connection path: typing.TYPE_CHECKING would import typing (bench/ "Import costs").
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from daytime_sd.clock import KernelClock
 
