@@ -106,6 +106,8 @@ step make deb
 make deb
 step bench smoke
 CI=1 .venv/bin/python -m pytest -q tests/integration/test_bench_smoke.py
+echo "libraries bench/run.py fetched for the inetds:"
+find bench/build/x-lib -name 'lib*.so.*' -type f -printf '  %f\n' 2>/dev/null | sort
 step done
 """
 
@@ -231,6 +233,8 @@ class Run:
         cmd = [
             *nspawn_command(self.root, self.name),
             "--as-pid2",
+            # Plain pipes, as CI has them (nspawn's default gives the command a pty).
+            "--console=pipe",
             "--resolv-conf=copy-host",
             *nspawn_opts,
             f"--setenv=PATH={CT_PATH}",
