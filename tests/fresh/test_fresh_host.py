@@ -20,7 +20,8 @@ mirror (``find_mirror``, as for the e2e roots), the host's apt ``Acquire::`` set
 configuration files (``/etc/pip.conf``, ``/etc/xdg/pip``, ``~/.config/pip``, ``~/.pip``) and
 ``PIP_*`` and proxy variables, with the local directories they name bound read-only.
 
-Not part of `make test` (about 10 minutes per release, mostly apt); CI runs it after it.
+Not part of `make test` (about 4 minutes per release on 2 cores, half of it `make deps`; 2 more
+the first time, to debootstrap the pristine roots); CI runs it after `make test`.
 Without root, systemd-nspawn or debootstrap it skips saying why; under ``CI`` that is a
 failure.
 """
@@ -37,6 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -285,7 +287,22 @@ class Run:
         return self.steps[-1][0] if self.steps else "(before the first step)"
 
 
-@pytest.fixture(params=selected_releases("DAYTIME_FRESH_RELEASES", ("bookworm", "trixie")))
+RELEASES_UNDER_TEST = selected_releases("DAYTIME_FRESH_RELEASES", ("bookworm", "trixie"))
+
+
+@pytest.fixture(scope="session")
+def pristine_roots() -> dict[str, Path]:
+    """The pristine root of every release under test, the missing ones built at once."""
+    _require_rig()
+    with ThreadPoolExecutor(max_workers=len(RELEASES_UNDER_TEST)) as pool:
+        futures = {
+            r: pool.submit(ensure_rootfs, r, name=f"fresh-{r}", include=FRESH_PACKAGES, tools=())
+            for r in RELEASES_UNDER_TEST
+        }
+        return {r: f.result() for r, f in futures.items()}
+
+
+@pytest.fixture(params=RELEASES_UNDER_TEST)
 def release(request: pytest.FixtureRequest) -> str:
     name = request.param
     assert isinstance(name, str)
@@ -293,17 +310,18 @@ def release(request: pytest.FixtureRequest) -> str:
 
 
 def test_readme_on_a_fresh_machine(
-    release: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    release: str,
+    pristine_roots: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _require_rig()
-
     def say(msg: str) -> None:
         with capsys.disabled():
             print(msg, file=sys.stderr, flush=True)
 
     t0 = time.monotonic()
-    root = ensure_rootfs(release, name=f"fresh-{release}", include=FRESH_PACKAGES, tools=())
-    say(f"\n[fresh {release}] pristine root {root} ready after {time.monotonic() - t0:.0f} s")
+    root = pristine_roots[release]
+    say(f"\n[fresh {release}] in a fresh overlay of {root}")
     origin = tmp_path / "origin.git"
     subprocess.run(
         ["git", "clone", "-q", "--bare", "--no-local", str(REPO_ROOT), str(origin)],
