@@ -78,6 +78,7 @@ test-unstable: deps
 # debootstrap root of each (minbase, git, make, ca-certificates), a clone of the committed HEAD
 # runs make deps, make run + make query, lint, unit, deb and the bench smoke test.  Not part of
 # `make test` (about 4 minutes per release, half of it make deps); CI runs it after `make test`.
+# FRESH_RELEASES=bookworm,trixie,sid adds sid.
 FRESH_RELEASES ?= bookworm,trixie
 .PHONY: test-fresh
 test-fresh: deps
