@@ -29,7 +29,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from .support import LINE, PYTHON, REPO, Notifications, base_env, free_port, query
 
 # Hypothesis keeps caches in ./.hypothesis; not in the checkout.
-set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "daytime-sd-hypothesis"))  # type: ignore[no-untyped-call]
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "daytime-sd-hypothesis"))
 EXAMPLES = int(os.environ.get("DAYTIME_FUZZ_EXAMPLES", "50"))  # each is one CLI start
 FUZZ = settings(
     max_examples=EXAMPLES,
