@@ -111,18 +111,40 @@ def source_units(tree: Path) -> set[str]:
 
 
 def test_build_leaves_tree_clean(build: Build) -> None:
-    status = subprocess.run(
-        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
-        cwd=build.tree,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
+    status = git_status(build.tree)
     outside_dist = [line for line in status if not line.startswith("!! dist/")]
     assert outside_dist == []
     assert sorted(p.name for p in (build.tree / "dist").iterdir()) == sorted(
         [build.deb.name, build.changes.name, build.buildinfo.name]
     )
+
+
+def git_status(tree: Path) -> list[str]:
+    """Everything git sees changed, untracked or ignored in ``tree``."""
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+
+
+def test_rules_clean_restores_the_tree(tmp_path: Path) -> None:
+    """`debian/rules clean` after a build leaves the tree as it was (setuptools' egg-info
+    included), so that a second `dpkg-source -b` packs the same files as the first."""
+    tree = tmp_path / f"daytime-sd-{VERSION}"
+    tree.mkdir()
+    copy_tree(ROOT, tree)
+    env = {"PATH": SYSTEM_PATH, "LC_ALL": "C.UTF-8", "HOME": str(tmp_path),
+           "DEB_BUILD_OPTIONS": "nocheck"}  # fmt: skip
+    for target in ("build", "clean"):
+        proc = subprocess.run(["debian/rules", target], cwd=tree, env=env, capture_output=True,
+                              text=True, timeout=300, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        if target == "build":  # the control: the build did write into the tree
+            assert git_status(tree) != []
+    assert git_status(tree) == []
 
 
 def assert_lintian_clean(target: Path, readme: Path) -> None:
