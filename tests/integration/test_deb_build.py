@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -356,3 +357,61 @@ def test_remove_stops_and_purge_cleans_every_unit(build: Build, control: Path) -
     assert quoted_units(postinst, "deb-systemd-invoke start") == sockets
     assert quoted_units(postinst, "deb-systemd-invoke $_dh_action") == non_template - sockets
     assert quoted_units(postinst, "deb-systemd-invoke restart") == set()
+
+
+MAINTSCRIPT_TOOL = re.compile(r"deb-systemd-(?:helper|invoke)((?: --\S+)*) (\S+)((?: '[^']+')+)")
+
+
+def unit_actions(script: str) -> Counter[tuple[str, str]]:
+    """(action, unit) -> how many times the script names that action on that unit, e.g.
+    ("deb-systemd-helper purge", "daytime.socket"): each block debhelper adds names its units
+    once per action, so a count of 2 is a duplicate snippet."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for match in MAINTSCRIPT_TOOL.finditer(script):
+        tool = match.group(0).split()[0]
+        for unit in re.findall(r"'([^']+)'", match.group(3)):
+            counts[(f"{tool} {match.group(2)}", unit)] += 1
+    return counts
+
+
+def autoscript_blocks(script: str) -> list[str]:
+    return re.findall(r"^# Automatically added by .*?^# End automatically added section", script,
+                      re.M | re.S)  # fmt: skip
+
+
+def check_no_duplicate_snippets(scripts: dict[str, str]) -> None:
+    """No unit gets the same action twice in one maintainer script, and no two blocks are the
+    same but debhelper's unit-less daemon-reload, one per dh_installsystemd call (3)."""
+    for name, script in scripts.items():
+        twice = {key: n for key, n in unit_actions(script).items() if n > 1}
+        assert twice == {}, f"{name}: {twice}\n{script}"
+        blocks = Counter(autoscript_blocks(script))
+        repeated = {b: n for b, n in blocks.items() if n > 1}
+        for block, n in repeated.items():
+            assert "'" not in block and "daemon-reload" in block and n <= 3, f"{name}: {block}"
+
+
+def test_maintainer_scripts_have_no_duplicate_snippets(control: Path) -> None:
+    scripts = {n: (control / n).read_text() for n in ("preinst", "postinst", "prerm", "postrm")
+               if (control / n).exists()}  # fmt: skip
+    check_no_duplicate_snippets(scripts)
+    # Every unit the package acts on is acted on: the counts above are not vacuous.
+    assert unit_actions(scripts["postrm"])[("deb-systemd-helper purge", "daytime.socket")] == 1
+    assert unit_actions(scripts["prerm"])[("deb-systemd-invoke stop", "daytime.socket")] == 1
+
+
+def test_duplicate_snippets_are_caught() -> None:
+    """The control: the scripts the three overlapping calls of 0.1.0 generated fail."""
+
+    def block(line: str) -> str:
+        added = "# Automatically added by dh_installsystemd"
+        return f"{added}\n{line}\n# End automatically added section\n"
+
+    both = block("deb-systemd-helper purge 'daytime-udp.socket' 'daytime.socket' >/dev/null")
+    one = block("deb-systemd-helper purge 'daytime.socket' >/dev/null")
+    with pytest.raises(AssertionError, match="purge"):
+        check_no_duplicate_snippets({"postrm": both + one})
+    reload = block("systemctl --system daemon-reload >/dev/null || true")
+    check_no_duplicate_snippets({"postrm": reload * 3 + one})
+    with pytest.raises(AssertionError):
+        check_no_duplicate_snippets({"postrm": reload * 4})
