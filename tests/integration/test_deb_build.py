@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import tarfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,44 +211,94 @@ def test_control_fields(build: Build) -> None:
     ), depends
 
 
-def test_contents_exactly(build: Build) -> None:
-    members = deb_members(build.deb)
-    site = "/usr/lib/python3/dist-packages"
-    modules = {p.name for p in (build.tree / "daytime_sd").glob("*.py")}
-    expected_files = {
+PRIVATE_DIR = "/usr/share/daytime-sd"
+
+
+def expected_files(tree: Path, unit_dir: str) -> set[str]:
+    """Every file the .deb built from ``tree`` ships, where it ships it.
+
+    The modules are private (Python Policy 1.5) with no dist-info (debian/rules drops it), and
+    dh_python3's rtupdate hook re-compiles them when the default python3 changes.  The same
+    on every release's dh-python: bookworm's wrote a RECORD into the dist-info, trixie's an
+    INSTALLER, and neither is shipped; only the units' directory depends on the release.
+    """
+    modules = {p.name for p in (tree / "daytime_sd").glob("*.py")}
+    return {
         "/usr/sbin/daytime-sd",
         "/usr/share/man/man8/daytime-sd.8.gz",
         "/usr/share/doc/daytime-sd/changelog.gz",
         "/usr/share/doc/daytime-sd/copyright",
-        *(f"{UNIT_DIR}/{unit}" for unit in source_units(build.tree)),
-        *(f"{site}/daytime_sd/{module}" for module in modules),
-        *(
-            f"{site}/daytime_sd-{VERSION}.dist-info/{name}"
-            for name in ("METADATA", "RECORD", "WHEEL", "entry_points.txt", "top_level.txt")
-        ),
+        "/usr/share/python3/runtime.d/daytime-sd.rtupdate",
+        *(f"{unit_dir}/{unit}" for unit in source_units(tree)),
+        *(f"{PRIVATE_DIR}/daytime_sd/{module}" for module in modules),
     }
-    files = {path for path, m in members.items() if not m.isdir()}
-    assert files == expected_files
-    # No empty or stray directories (e.g. a leftover /usr/bin or /usr/lib/systemd).
-    dirs = {path for path, m in members.items() if m.isdir() and path != "/"}
+
+
+def check_contents(paths: dict[str, bool], expected: set[str]) -> None:
+    """``paths``: every path in the .deb -> whether it is a directory.  Exactly ``expected``
+    files, and no directory that holds none of them (e.g. a leftover /usr/bin)."""
+    files = {path for path, is_dir in paths.items() if not is_dir}
+    missing, extra = sorted(expected - files), sorted(files - expected)
+    assert (missing, extra) == ([], []), f"missing: {missing}, not expected: {extra}"
+    dirs = {path for path, is_dir in paths.items() if is_dir and path != "/"}
     parents = {str(p) for f in files for p in Path(f).parents if str(p) != "/"}
-    assert dirs == parents
+    assert dirs == parents, f"empty or stray directories: {sorted(dirs - parents)}"
+
+
+def test_contents_exactly(build: Build) -> None:
+    members = deb_members(build.deb)
+    check_contents({p: m.isdir() for p, m in members.items()}, expected_files(build.tree, UNIT_DIR))
     assert "daytime.socket" in source_units(build.tree)
+
+
+@pytest.mark.parametrize(
+    ("change", "wrong"),
+    [
+        (lambda f: f - {"/usr/share/daytime-sd/daytime_sd/cli.py"}, "missing"),
+        (lambda f: f | {"/usr/lib/python3/dist-packages/daytime_sd/cli.py"}, "not expected"),
+        (lambda f: f | {"/usr/bin/daytime-sd"}, "not expected"),
+    ],
+)
+def test_contents_check_catches_a_missing_or_misplaced_file(
+    change: Callable[[set[str]], set[str]], wrong: str
+) -> None:
+    """The control: a file gone, or installed where the policy does not want it, fails."""
+    expected = expected_files(ROOT, "/usr/lib/systemd/system")
+    shipped = change(expected)
+    paths = {f: False for f in shipped} | {
+        str(p): True for f in shipped for p in Path(f).parents if str(p) != "/"
+    }
+    with pytest.raises(AssertionError, match=wrong):
+        check_contents(paths, expected)
 
 
 def test_modes_and_owners(build: Build) -> None:
     for path, member in deb_members(build.deb).items():
         assert (member.uname, member.gname, member.uid, member.gid) == ("root", "root", 0, 0), path
-        if member.isdir() or path == "/usr/sbin/daytime-sd":
+        # The launcher, and dh_python3's hook that re-compiles the private modules.
+        if member.isdir() or path in (
+            "/usr/sbin/daytime-sd",
+            "/usr/share/python3/runtime.d/daytime-sd.rtupdate",
+        ):
             assert member.mode == 0o755, path
         else:
             assert member.isfile() and member.mode == 0o644, path
 
 
-def test_script_uses_system_python(build: Build) -> None:
+def shebang(script: str) -> list[str]:
+    """The interpreter command of a script's first line (dh-python writes ``#! cmd``)."""
+    first = script.splitlines()[0]
+    assert first.startswith("#!"), first
+    return first.removeprefix("#!").split()
+
+
+def test_script_uses_system_python_without_site(build: Build) -> None:
+    """The launcher as dh_python3 leaves it: Debian's python3 with -S (debian/rules
+    override_dh_python3), whichever dh-python built it; the rest is tools/daytime-sd."""
     script = deb_file(build.deb, "/usr/sbin/daytime-sd").decode()
-    assert script.startswith("#!/usr/bin/python3 -S\n")
-    assert script == (build.tree / "tools" / "daytime-sd").read_text()
+    assert shebang(script) == ["/usr/bin/python3", "-S"], script.splitlines()[0]
+    source = (build.tree / "tools" / "daytime-sd").read_text()
+    assert script.splitlines()[1:] == source.splitlines()[1:]
 
 
 def test_units_and_manpage_are_the_sources(build: Build) -> None:
@@ -270,7 +320,7 @@ def unpacked(build: Build, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_installed_script_runs(unpacked: Path, arg: str, expect: str) -> None:
     env = {
         "PATH": SYSTEM_PATH,
-        "PYTHONPATH": str(unpacked / "usr/lib/python3/dist-packages"),
+        "PYTHONPATH": str(unpacked / PRIVATE_DIR.lstrip("/")),
         "LC_ALL": "C.UTF-8",
     }
     proc = subprocess.run(
