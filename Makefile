@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # daytime-sd developer entry points.  Everything a target needs is installed by `make deps`
 # (as root it runs apt-get; otherwise it prints the command to run).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Real-systemd test rig: a Debian rootfs booted with systemd as PID 1 in systemd-nspawn.
 
 Works on a host *without* systemd as PID 1 (hybrid or unified cgroups), as root.

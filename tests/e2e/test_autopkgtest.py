@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 10, item 6: the package's autopkgtest (debian/tests) in each booted release.
 
 Each release gets a fresh container from its cached rootfs, the .deb built on this host and a

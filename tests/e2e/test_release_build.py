@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 10 in each release: the source builds there with that release's own tools, its lintian
 is clean, and the package it builds upgrades the one `make deb` built here.
 

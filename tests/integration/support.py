@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Shared helpers for the integration tests: real processes, real sockets, loopback only."""
 
 from __future__ import annotations

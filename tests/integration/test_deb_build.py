@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Build the .deb the way `make deb` does, from a fresh copy of the tree, and check it.
 
 One build per module (about 10 s): tools/build-deb runs in a throw-away git repository holding

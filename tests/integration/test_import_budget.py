@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 11, "Guards instead of numbers in comments": the modules the service does NOT load.
 
 Under Accept=yes and inetd ``nowait`` every connection starts an interpreter, and every fork

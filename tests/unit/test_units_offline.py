@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Fast, offline checks of the unit files in systemd/ with the host's systemd-analyze.
 
 No booted systemd needed: ``systemd-analyze verify --root`` and ``systemd-analyze security

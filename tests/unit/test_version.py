@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """One version: debian/changelog, pyproject, daytime_sd.__version__, --version, man page."""
 
 from __future__ import annotations
