@@ -225,12 +225,14 @@ def test_reload_sends_sighup_to_the_main_process(service: str) -> None:
     # in pause(): no deadline of its own that a busy host could beat.  The generous timeouts
     # below only keep a broken reload from hanging the run (a fixed 10 s did time out on a
     # loaded host under Python 3.14).  alarm() ends a target nobody signals.
+    # os.write, not print: the signal can arrive while print('ready') is still inside stdout's
+    # buffered writer, and a print in the handler then fails as a reentrant call.
     code = (
-        "import signal, sys\n"
-        "def hup(*_):\n    print('HUP', flush=True); sys.exit(7)\n"
+        "import os, signal\n"
+        "def hup(*_):\n    os.write(1, b'HUP\\n'); os._exit(7)\n"
         "signal.signal(signal.SIGHUP, hup)\n"
         "signal.alarm(600)\n"
-        "print('ready', flush=True)\n"
+        "os.write(1, b'ready\\n')\n"
         "while True:\n    signal.pause()\n"
     )
     with subprocess.Popen(
