@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # daytime-sd developer entry points.  Everything a target needs is installed by `make deps`
 # (as root it runs apt-get; otherwise it prints the command to run).
 
@@ -23,7 +24,7 @@ APT_PACKAGES := python3 python3-venv python3-systemd python3-sdnotify systemd gi
 # give one verdict whichever release is underneath.
 PIP_REQUIREMENTS := requirements-dev.txt
 
-.PHONY: all deps run query test test-unstable lint unit soak bench bench-systemd deb clean mutants
+.PHONY: all deps run query test test-unstable lint unit soak bench bench-systemd deb clean mutants qa
 all: test
 
 deps: $(VENV)/.stamp
@@ -101,6 +102,16 @@ deb: deps
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info .mypy_cache .pytest_cache .ruff_cache bench/build
+
+# What Debian's QA runs on the package (issue 23): reprotest (two builds, tests on, the second
+# varied in time zone, locale, umask, build path, user, a clock 400 days ahead, ...; the .debs
+# identical) and piuparts in bookworm and trixie (install/purge, remove/reinstall, upgrade from
+# the build of QA_OLD_REV).  tools/qa installs what it uses (reprotest, piuparts, faketime,
+# disorderfs, locales-all, ...) itself; results in dist/qa/.  A few minutes; not in `make test`
+# (piuparts debootstraps and needs the mirror, reprotest builds twice), see debian/README.source.
+RUN ?= all
+qa:
+	./tools/qa $(RUN)
 
 # Mutation testing (issue 13): cosmic-ray over daytime_sd/ in a copy of the tree, about 13
 # minutes on 2 cores; not part of `make test`.  Writes tests/mutation/results.md.

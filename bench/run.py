@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """`make bench`: daytime-sd side by side with C and inetd references, one run, one machine.
 
 Builds the C load generator and reference servers into bench/build/, fetches

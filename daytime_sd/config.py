@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """argv → Config: the command line, parsed and checked, with nothing opened yet.
 
 A small table-driven parser (the table is options.py) instead of argparse: the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """tzdata's leap-seconds.list: when TAI - UTC changes, and until when the list says so.
 
 A data source for NIST's L digit, as clock.py's kernel state is for H: this module reads

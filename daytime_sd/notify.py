@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """sd_notify(3): READY through libsystemd, then STATUS, WATCHDOG and STOPPING through sdnotify.
 
 Nothing is imported or sent unless systemd gave us ``NOTIFY_SOCKET``.  STATUS is kept to

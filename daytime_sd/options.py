@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The command-line options: one table of flags, value checks, defaults and help.
 
 The table is the single source: config.py makes the settings and their defaults from it,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Dropping root after binding (standalone ``--user``), all or nothing."""
 
 from __future__ import annotations

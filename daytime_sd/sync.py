@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The kernel clock's state in the service: logged, in STATUS=, in NIST's H, and --require-sync.
 
 clock.py reads the state and nist.py lays out NIST's line; this module decides what the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Option values: parse and check one argument.
 
 Each check turns the text given on the command line into the value a setting holds, or

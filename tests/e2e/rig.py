@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Real-systemd test rig: a Debian rootfs booted with systemd as PID 1 in systemd-nspawn.
 
 Works on a host *without* systemd as PID 1 (hybrid or unified cgroups), as root.
@@ -47,9 +48,9 @@ API (stable; tests/e2e/test_units.py and tests/e2e/test_deb.py use it)::
 ``Container.systemctl(*args, check=True)`` -> stripped stdout.
 ``Container.write_file(path, text, mode=0o644)``, ``Container.put_file(host, path)``.
 ``Container.host_run(cmd, ...)`` runs a *host* command in the container's network namespace.
-``Container.install_from_tree(repo_root)``: copies ``daytime_sd/`` to
-    ``/usr/lib/python3/dist-packages`` (byte-compiled, as dh_python3 does), writes
-    ``/usr/sbin/daytime-sd`` (``#!/usr/bin/python3`` calling ``daytime_sd.cli.main``), copies
+``Container.install_from_tree(repo_root)``: copies ``daytime_sd/`` to the package's private
+    ``/usr/share/daytime-sd`` (byte-compiled, as dh_python3 does), writes
+    ``/usr/sbin/daytime-sd`` (tools/daytime-sd, the launcher the .deb ships), copies
     ``systemd/*`` units to ``/usr/lib/systemd/system`` and runs ``systemctl daemon-reload``.
 ``Container.install_deb(path)``: ``apt-get install -y /srv/debs/NAME.deb`` (the file is bound
     or copied in first).
@@ -822,12 +823,13 @@ class Container:
             [
                 "sh",
                 "-ec",
-                "rm -rf /usr/lib/python3/dist-packages/daytime_sd\n"
-                "cp -r /srv/tree/daytime_sd /usr/lib/python3/dist-packages/\n"
+                "rm -rf /usr/share/daytime-sd/daytime_sd\n"
+                "mkdir -p /usr/share/daytime-sd\n"
+                "cp -r /srv/tree/daytime_sd /usr/share/daytime-sd/\n"
                 # dh_python3's py3compile does this at install time; without it every
                 # Accept=yes instance would compile the package again (DynamicUser cannot
                 # write __pycache__).
-                "python3 -m compileall -q /usr/lib/python3/dist-packages/daytime_sd\n"
+                "python3 -m compileall -q /usr/share/daytime-sd/daytime_sd\n"
                 # /usr/lib/systemd/system: where systemd >= 255 looks (and 252 on merged /usr).
                 "install -m 0644 -t /usr/lib/systemd/system /srv/tree/systemd/*\n"
                 "systemctl daemon-reload\n",

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The benchmark's smoke run (`bench/run.py --smoke`) so that `make bench` never rots.
 
 One repeat of 0.3 s per cell for every server the machine can run; no performance

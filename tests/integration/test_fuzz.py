@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 6: property-based fuzzing of the command line and of LISTEN_FDS, LISTEN_PID,
 LISTEN_FDNAMES and TZ, against the real CLI in a subprocess.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """READY=1 always arrives, whatever the socket paths in STATUS=; failures are logged once;
 READY=1 goes out before sdnotify (and its ``import socket``) is loaded.
 
