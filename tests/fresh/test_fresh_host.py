@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """README's set-up on a fresh Debian 12 and a fresh Debian 13 (`make test-fresh`).
 
 README promises that `make run` and `make test` work on a fresh machine, installing what they
