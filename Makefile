@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # daytime-sd developer entry points.  Everything a target needs is installed by `make deps`
 # (as root it runs apt-get; otherwise it prints the command to run).
 
@@ -7,20 +8,27 @@ VPY         := $(VENV)/bin/python
 PORT        ?= 1313
 PYTEST_ARGS ?=
 
-# Debian packages the service, the tests, the real-systemd rig and the .deb build need.
+# Debian packages the service, the tests, the real-systemd rig and the .deb build need, on a
+# fresh Debian 12 or 13 (debootstrap minbase plus git, make and ca-certificates: what
+# `make test-fresh` starts from); nothing else of the machine is assumed.  build-essential:
+# dpkg-buildpackage's implicit build dependency (and gcc for bench/*.c).  Not here: the
+# libraries of the inetds `make bench` compares with (libwrap0, libevent, ...; their names
+# differ between releases): bench/run.py fetches them with the daemons, installing nothing.
 APT_PACKAGES := python3 python3-venv python3-systemd python3-sdnotify systemd git \
-	systemd-container debootstrap iproute2 gcc make \
+	systemd-container debootstrap iproute2 build-essential gcc make \
 	debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
 	lintian mandoc groff-base man-db autopkgtest python3-matplotlib \
-	python3-pytest python3-hypothesis libwrap0
-# Tools only the tests and linters use; they live in a venv on top of Debian's python3.
-PIP_PACKAGES := pytest hypothesis ruff mypy
+	python3-pytest python3-hypothesis
+# Tools only the tests and linters use, at the versions pinned there; they live in a venv on
+# top of Debian's python3 and shadow Debian's pytest and hypothesis, so that lint and mypy
+# give one verdict whichever release is underneath.
+PIP_REQUIREMENTS := requirements-dev.txt
 
-.PHONY: all deps run query test test-unstable lint unit soak bench bench-systemd deb clean mutants
+.PHONY: all deps run query test test-unstable lint unit soak bench bench-systemd deb clean mutants qa
 all: test
 
 deps: $(VENV)/.stamp
-$(VENV)/.stamp: Makefile
+$(VENV)/.stamp: Makefile $(PIP_REQUIREMENTS)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 		| grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -32,7 +40,7 @@ $(VENV)/.stamp: Makefile
 		fi; \
 	fi
 	$(PYTHON) -m venv --system-site-packages $(VENV)
-	$(VPY) -m pip install -q --disable-pip-version-check $(PIP_PACKAGES)
+	$(VPY) -m pip install -q --disable-pip-version-check -r $(PIP_REQUIREMENTS)
 	touch $@
 
 # Standalone service in the foreground on an unprivileged loopback port.
@@ -67,6 +75,16 @@ test: deps lint
 test-unstable: deps
 	DAYTIME_E2E_RELEASES=sid $(VPY) -m pytest tests/e2e $(PYTEST_ARGS)
 
+# README's set-up on a fresh Debian 12 and 13 (tests/fresh/test_fresh_host.py): in a pristine
+# debootstrap root of each (minbase, git, make, ca-certificates), a clone of the committed HEAD
+# runs make deps, make run + make query, lint, unit, deb and the bench smoke test.  Not part of
+# `make test` (about 4 minutes per release, half of it make deps); CI runs it after `make test`.
+# FRESH_RELEASES=bookworm,trixie,sid adds sid.
+FRESH_RELEASES ?= bookworm,trixie
+.PHONY: test-fresh
+test-fresh: deps
+	DAYTIME_FRESH_RELEASES=$(FRESH_RELEASES) $(VPY) -m pytest tests/fresh $(PYTEST_ARGS)
+
 soak: deps
 	DAYTIME_SOAK_SECONDS=60 $(VPY) -m pytest tests/integration/test_soak.py $(PYTEST_ARGS)
 
@@ -84,6 +102,16 @@ deb: deps
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info .mypy_cache .pytest_cache .ruff_cache bench/build
+
+# What Debian's QA runs on the package (issue 23): reprotest (two builds, tests on, the second
+# varied in time zone, locale, umask, build path, user, a clock 400 days ahead, ...; the .debs
+# identical) and piuparts in bookworm and trixie (install/purge, remove/reinstall, upgrade from
+# the build of QA_OLD_REV).  tools/qa installs what it uses (reprotest, piuparts, faketime,
+# disorderfs, locales-all, ...) itself; results in dist/qa/.  A few minutes; not in `make test`
+# (piuparts debootstraps and needs the mirror, reprotest builds twice), see debian/README.source.
+RUN ?= all
+qa:
+	./tools/qa $(RUN)
 
 # Mutation testing (issue 13): cosmic-ray over daytime_sd/ in a copy of the tree, about 13
 # minutes on 2 cores; not part of `make test`.  Writes tests/mutation/results.md.

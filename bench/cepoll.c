@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cepoll: an epoll daytime server (RFC 867, TCP, and UDP with -u), the
  * practical ceiling for one process.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cfork: the classic fork-per-connection daytime server (RFC 867, TCP).
  *
  * getaddrinfo(AI_PASSIVE) / socket / bind / listen, then accept() and fork()

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* loadgen: closed-loop load generator for RFC 867 daytime servers.
  *
  * TCP: each of -c slots does non-blocking connect, reads to EOF, verifies the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """pyepoll: the least a CPython in-process daytime server with a clean close can do (a reference).
 
 bench/cepoll.c's loop in CPython: a non-blocking listener in epoll, accept until EAGAIN,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """pyfork: the least a CPython fork-per-connection daytime server can do (a reference).
 
 Blocking accept, fork, the child sends the line with the FIN and _exits, the parent closes

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """`make bench`: daytime-sd side by side with C and inetd references, one run, one machine.
 
 Builds the C load generator and reference servers into bench/build/, fetches
@@ -28,7 +29,6 @@ import contextlib
 import importlib
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -85,11 +85,6 @@ def build_c(force: bool = False) -> None:
         subprocess.run(cmd, check=True)
 
 
-def _have_system_lib(soname: str) -> bool:
-    out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
-    return f"{soname} " in out
-
-
 def _apt_download(pkgs: Sequence[str], update: bool) -> str | None:
     """apt-get download into BUILD; returns an error text or None.
 
@@ -118,27 +113,60 @@ def _apt_download(pkgs: Sequence[str], update: bool) -> str | None:
     return None
 
 
-def fetch_inetds(update: bool = True) -> tuple[dict[str, Path], dict[str, str], str]:
-    """Fetch and extract openbsd-inetd and xinetd (and libwrap0 if the system lacks it).
+def _missing_libraries(exe: Path, ldpath: str) -> list[str]:
+    """The shared libraries (sonames) the dynamic linker cannot find for `exe`, per ldd(1)."""
+    env = {**os.environ, "LD_LIBRARY_PATH": ldpath} if ldpath else None
+    out = subprocess.run(
+        ["ldd", str(exe)], capture_output=True, text=True, env=env, check=False
+    ).stdout
+    return [ln.split()[0] for ln in out.splitlines() if "=> not found" in ln]
 
-    Returns (binaries found, {name: reason} for those missing, LD_LIBRARY_PATH to use).
+
+def _library_packages(deb: Path) -> list[str]:
+    """The library packages (``lib*``, first alternative) a .deb depends on and this system
+    has not installed.  Their names differ between releases (bookworm's libevent-2.1-7 is
+    trixie's libevent-2.1-7t64), so they are read from the .deb rather than listed here."""
+    depends = subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True, check=False
+    ).stdout
+    wanted = []
+    for clause in depends.split(","):
+        name = clause.split("|")[0].split("(")[0].strip().split(":")[0]
+        if not name.startswith("lib"):
+            continue
+        status = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True
+        ).stdout
+        if not status.endswith(" installed"):
+            wanted.append(name)
+    return wanted
+
+
+def _extracted_library_path() -> str:
+    """LD_LIBRARY_PATH for the libraries extracted into bench/build/x-lib/ (or "")."""
+    dirs = sorted({str(so.parent) for so in (BUILD / "x-lib").rglob("*.so*")})
+    return ":".join(dirs)
+
+
+def fetch_inetds(update: bool = True) -> tuple[dict[str, Path], dict[str, str], str]:
+    """Fetch and extract openbsd-inetd and xinetd, and the libraries they need that the system
+    lacks (libwrap0, libevent, libtirpc, ... on a fresh machine), all into bench/build/.
+
+    Nothing is installed: a library is fetched when ldd(1) says the extracted daemon cannot
+    find one, from the library packages its .deb depends on.  Returns (binaries found,
+    {name: reason} for those missing, LD_LIBRARY_PATH to use).
     """
     BUILD.mkdir(parents=True, exist_ok=True)
     wanted = {
         "openbsd-inetd": BUILD / "x-openbsd-inetd/usr/sbin/inetd",
         "xinetd": BUILD / "x-xinetd/usr/sbin/xinetd",
     }
-    need_wrap = not _have_system_lib("libwrap.so.0")
-    wrapdir = BUILD / "x-libwrap0/usr/lib/x86_64-linux-gnu"
-    if platform.machine() != "x86_64":
-        wrapdir = BUILD / "x-libwrap0/usr/lib" / f"{platform.machine()}-linux-gnu"
     pkgs = [p for p, exe in wanted.items() if not exe.exists()]
-    if need_wrap and not (wrapdir / "libwrap.so.0").exists():
-        pkgs.append("libwrap0")
     missing: dict[str, str] = {}
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        pkgs = []
+        missing = {p: "no apt-get/dpkg" for p, exe in wanted.items() if not exe.exists()}
     if pkgs:
-        if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
-            return {}, dict.fromkeys(wanted, "no apt-get/dpkg"), ""
         log(f"fetch: apt-get download {' '.join(pkgs)} (extracted into bench/build/)")
         err = _apt_download(pkgs, update)
         if err:
@@ -147,16 +175,33 @@ def fetch_inetds(update: bool = True) -> tuple[dict[str, Path], dict[str, str], 
             debs = sorted(BUILD.glob(f"{p}_*.deb"))
             if debs:
                 subprocess.run(["dpkg", "-x", str(debs[-1]), str(BUILD / f"x-{p}")], check=True)
-    found = {}
-    for p, exe in wanted.items():
-        if exe.exists():
-            found[p] = exe
-        else:
-            missing[p] = "could not fetch the .deb"
-    ldpath = str(wrapdir) if need_wrap and (wrapdir / "libwrap.so.0").exists() else ""
-    if need_wrap and not ldpath:
-        for p in list(found):
-            missing[p] = "libwrap.so.0 missing (Debian package libwrap0)"
+    found = {p: exe for p, exe in wanted.items() if exe.exists()}
+    for p in wanted.keys() - found.keys():
+        missing.setdefault(p, "could not fetch the .deb")
+    # A library fetched may need another the system lacks (libtirpc3 needs Kerberos's
+    # libgssapi-krb5-2): fetch the missing ones of every .deb fetched so far, until ldd is
+    # content or nothing new is left to fetch.
+    ldpath = _extracted_library_path()
+    debs = [deb for p in found for deb in sorted(BUILD.glob(f"{p}_*.deb"))[-1:]]
+    fetched: set[str] = set()
+    while any(_missing_libraries(exe, ldpath) for exe in found.values()):
+        libs = sorted({lib for deb in debs for lib in _library_packages(deb)} - fetched)
+        if not libs:
+            break
+        fetched.update(libs)
+        log(f"fetch: apt-get download {' '.join(libs)} (libraries, extracted into bench/build/)")
+        err = _apt_download(libs, update)
+        if err:
+            log(f"fetch: failed: {err}")
+        for lib in libs:
+            for deb in sorted(BUILD.glob(f"{lib}_*.deb"))[-1:]:
+                subprocess.run(["dpkg", "-x", str(deb), str(BUILD / "x-lib")], check=True)
+                debs.append(deb)
+        ldpath = _extracted_library_path()
+    for p, exe in list(found.items()):
+        unresolved = _missing_libraries(exe, ldpath)
+        if unresolved:
+            missing[p] = f"shared libraries not found: {', '.join(unresolved)}"
             del found[p]
     return found, missing, ldpath
 

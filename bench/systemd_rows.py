@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """`make bench-systemd`: Accept=no and Accept=yes as each release's own PID 1 runs them.
 
 `make bench` measures daytime-sd under systemd-socket-activate on the host.  This companion

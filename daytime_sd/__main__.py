@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """``python3 -m daytime_sd``."""
 
 import sys

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Accepting TCP connections: how many, which errors mean what, and whether to accept now.
 
 One rule decides whether we accept (``room``): not while stopping, not while paused after

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """How we were started: sockets from systemd, a socket on stdin from inetd, or none.
 
 The order follows sd_listen_fds(3) and daemon(7): ``LISTEN_FDS`` addressed to this pid

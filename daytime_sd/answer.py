@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Answering a TCP client: the line, our FIN, and a clean close.
 
 The order matters: send the line, shut down our side (the client sees EOF), then read and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Fork mode: a child per connection, reaped by the loop, at most ``limit`` at once.
 
 The child sends the line with the FIN and exits at once; the parent keeps its copy of the

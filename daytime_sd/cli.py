@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Entry point: argv → Config → sockets → serve, and every failure as one line and a status.
 
 Imports are staged: the per-connection path (Accept=yes, inetd ``nowait``) needs only the

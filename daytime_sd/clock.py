@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The kernel's view of its own clock: adjtimex(3) with ``modes = 0``, read-only.
 
 The loop modes read it once a second, a per-connection process only for ``--format nist``

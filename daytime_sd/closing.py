@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The clean close of answered connections: answered → lingering → closed, bounded.
 
 Closing a socket with unread client input makes Linux send RST instead of FIN, and a client

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """argv → Config: the options, their values checked, and the settings, with nothing opened.
 
 One table (OPTIONS) is the single source: the settings and their defaults are made from it,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Standalone listeners: getaddrinfo, one socket per result, bind, listen.
 
 The classic method (Stevens, UNP 11.6) with the details that make dual-stack work:

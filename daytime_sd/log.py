@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Logging: structured journal entries under systemd, one concise line on stderr otherwise.
 
 Not the stdlib ``logging`` module: importing it (and ``systemd.journal``, which pulls in

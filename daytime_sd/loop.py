@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The event loop: one epoll set, the fd → handler table, timers, and signals as flags.
 
 Nothing here knows what it serves.  Handlers run when their fd is readable; after every

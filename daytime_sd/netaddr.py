@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Socket addresses as people read them: ``[::1]:13``, and IPv4-mapped IPv6 as plain IPv4."""
 
 from __future__ import annotations

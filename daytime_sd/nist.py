@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """NIST's daytime layout, field for field, from the time, the kernel's clock and tzdata's
 leap-seconds.list (read here too).
 

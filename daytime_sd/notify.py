@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """sd_notify(3) through sdnotify: READY, STATUS, WATCHDOG and STOPPING, one mechanism.
 
 Nothing is imported or sent unless systemd gave us ``NOTIFY_SOCKET``.  STATUS is kept to

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """RFC 867 answers: a point in time in, one CRLF-terminated ASCII line out.
 
 Pure functions only; the sockets live elsewhere.  Rendering goes through ``time.strftime``

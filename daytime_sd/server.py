@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The service's life: the parts wired together, READY, STATUS, the watchdog, idle exit, stop.
 
 The loop (loop.py) runs the parts' handlers and timers; accepting.py decides when to

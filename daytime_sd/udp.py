@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """UDP Daytime: one reply datagram per request datagram, within budgets forgery cannot lift.
 
 RFC 867 answers every datagram; the rules below leave some unanswered on purpose, because

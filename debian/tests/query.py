@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """One Daytime query to port 13 from an autopkgtest: check the answer, exit 1 if it is wrong.
 
     python3 debian/tests/query.py tcp|udp ADDRESS

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Fixtures for the real-systemd rig (see rig.py).
 
 Every e2e test runs once per release in DAYTIME_E2E_RELEASES (default: bookworm and trixie;

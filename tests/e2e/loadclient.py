@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Daytime test client for the e2e rig: single queries and paced connection load.
 
 Self-contained (stdlib only) so that it can run as a plain script in the container's network

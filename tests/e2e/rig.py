@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Real-systemd test rig: a Debian rootfs booted with systemd as PID 1 in systemd-nspawn.
 
 Works on a host *without* systemd as PID 1 (hybrid or unified cgroups), as root.
@@ -47,9 +48,9 @@ API (stable; tests/e2e/test_units.py and tests/e2e/test_deb.py use it)::
 ``Container.systemctl(*args, check=True)`` -> stripped stdout.
 ``Container.write_file(path, text, mode=0o644)``, ``Container.put_file(host, path)``.
 ``Container.host_run(cmd, ...)`` runs a *host* command in the container's network namespace.
-``Container.install_from_tree(repo_root)``: copies ``daytime_sd/`` to
-    ``/usr/lib/python3/dist-packages`` (byte-compiled, as dh_python3 does), writes
-    ``/usr/sbin/daytime-sd`` (``#!/usr/bin/python3`` calling ``daytime_sd.cli.main``), copies
+``Container.install_from_tree(repo_root)``: copies ``daytime_sd/`` to the package's private
+    ``/usr/share/daytime-sd`` (byte-compiled, as dh_python3 does), writes
+    ``/usr/sbin/daytime-sd`` (tools/daytime-sd, the launcher the .deb ships), copies
     ``systemd/*`` units to ``/usr/lib/systemd/system`` and runs ``systemctl daemon-reload``.
 ``Container.install_deb(path)``: ``apt-get install -y /srv/debs/NAME.deb`` (the file is bound
     or copied in first).
@@ -233,13 +234,16 @@ def find_mirror(suite: str) -> str:
     )
 
 
-def selected_releases() -> tuple[str, ...]:
-    """The releases to prove: DAYTIME_E2E_RELEASES (comma-separated) or DEFAULT_RELEASES."""
-    raw = os.environ.get("DAYTIME_E2E_RELEASES", "")
-    names = tuple(r.strip() for r in raw.split(",") if r.strip()) or DEFAULT_RELEASES
+def selected_releases(
+    variable: str = "DAYTIME_E2E_RELEASES", default: tuple[str, ...] = DEFAULT_RELEASES
+) -> tuple[str, ...]:
+    """The releases to prove: `variable` (comma-separated; tests/fresh reads
+    DAYTIME_FRESH_RELEASES) or `default`."""
+    raw = os.environ.get(variable, "")
+    names = tuple(r.strip() for r in raw.split(",") if r.strip()) or default
     unknown = [r for r in names if r not in RELEASES]
     if unknown:
-        raise ValueError(f"DAYTIME_E2E_RELEASES: unknown release(s) {unknown}; know {RELEASES}")
+        raise ValueError(f"{variable}: unknown release(s) {unknown}; know {RELEASES}")
     return names
 
 
@@ -274,10 +278,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _stamp(release: str) -> str:
+def _stamp(release: str, include: Sequence[str], tools: Sequence[str]) -> str:
     return (
-        f"suite={release} revision={ROOTFS_REVISION} packages={','.join(ROOTFS_PACKAGES)}"
-        f" tools={','.join(TOOL_PACKAGES)}\n"
+        f"suite={release} revision={ROOTFS_REVISION} packages={','.join(include)}"
+        f" tools={','.join(tools)}\n"
     )
 
 
@@ -309,32 +313,44 @@ def _in_chroot(root: Path, script: str, timeout: float) -> subprocess.CompletedP
         subprocess.run(["umount", "-l", str(root / "proc")], check=False)
 
 
-def ensure_rootfs(release: str = "bookworm", cache_root: Path = CACHE_ROOT) -> Path:
+def ensure_rootfs(
+    release: str = "bookworm",
+    cache_root: Path = CACHE_ROOT,
+    *,
+    name: str | None = None,
+    include: Sequence[str] = ROOTFS_PACKAGES,
+    tools: Sequence[str] = TOOL_PACKAGES,
+) -> Path:
     """Return a ready rootfs directory of `release`, building it (atomically, under a lock of
-    its own, so that several releases can be built at once) if needed."""
+    its own, so that several releases can be built at once) if needed.
+
+    ``name`` (default: the release) is the cache directory's name, ``include`` what
+    debootstrap installs and ``tools`` what apt installs after it (nothing when empty; the
+    package lists are then left as debootstrap leaves them).  tests/fresh uses this for its
+    pristine roots (``fresh-RELEASE``: minbase, git, make, ca-certificates, nothing else)."""
     check_host()
     if release not in RELEASES:
         raise ValueError(f"unknown release {release!r}")
-    final = cache_root / release
+    name = name or release
+    final = cache_root / name
     stamp_name = ".daytime-e2e-stamp"
+    stamp = _stamp(release, include, tools)
     cache_root.mkdir(parents=True, exist_ok=True)
-    with open(cache_root / f".lock-{release}", "w") as lock:
+    with open(cache_root / f".lock-{name}", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if (final / stamp_name).is_file() and (final / stamp_name).read_text() == _stamp(
-                release
-            ):
+            if (final / stamp_name).is_file() and (final / stamp_name).read_text() == stamp:
                 return final
         except OSError:
             pass
         # Leftovers of builds that were interrupted (their pid is in the name).
-        for old in cache_root.glob(f"{release}.*-*"):
+        for old in cache_root.glob(f"{name}.*-*"):
             pid = old.name.rsplit("-", 1)[-1]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 _log(f"removing leftover {old}")
                 _remove_tree(old)
         mirror = find_mirror(release)
-        tmp = cache_root / f"{release}.tmp-{os.getpid()}"
+        tmp = cache_root / f"{name}.tmp-{os.getpid()}"
         if tmp.exists():
             _remove_tree(tmp)
         _log(f"building {final} with debootstrap and apt from the host's Debian mirror")
@@ -344,7 +360,7 @@ def ensure_rootfs(release: str = "bookworm", cache_root: Path = CACHE_ROOT) -> P
                 [
                     "debootstrap",
                     "--variant=minbase",
-                    f"--include={','.join(ROOTFS_PACKAGES)}",
+                    f"--include={','.join(include)}",
                     release,
                     str(tmp),
                     mirror,
@@ -359,26 +375,26 @@ def ensure_rootfs(release: str = "bookworm", cache_root: Path = CACHE_ROOT) -> P
             )
             if proc.returncode != 0:
                 raise CommandError(["debootstrap", "...", release, mirror], proc)
-            tools = " ".join(TOOL_PACKAGES)
-            proc = _in_chroot(
-                tmp,
-                # A mirror may be a snapshot older than unstable's one-week Valid-Until; the
-                # signatures are still checked.
-                "apt-get -o Acquire::Check-Valid-Until=false update -q\n"
-                f"apt-get install -y -q --no-install-recommends {tools}\n"
-                # Nothing downloaded is needed any more; the lists would only go stale.
-                "apt-get clean\n"
-                "rm -rf /var/lib/apt/lists/*\n",
-                timeout=1200,
-            )
-            if proc.returncode != 0:
-                raise CommandError(["apt-get", "install", "...", tools], proc)
+            if tools:
+                proc = _in_chroot(
+                    tmp,
+                    # A mirror may be a snapshot older than unstable's one-week Valid-Until;
+                    # the signatures are still checked.
+                    "apt-get -o Acquire::Check-Valid-Until=false update -q\n"
+                    f"apt-get install -y -q --no-install-recommends {' '.join(tools)}\n"
+                    # Nothing downloaded is needed any more; the lists would only go stale.
+                    "apt-get clean\n"
+                    "rm -rf /var/lib/apt/lists/*\n",
+                    timeout=1200,
+                )
+                if proc.returncode != 0:
+                    raise CommandError(["apt-get", "install", "...", *tools], proc)
             # A booted copy must get its own identity.
             (tmp / "etc/hostname").unlink(missing_ok=True)
             (tmp / "etc/machine-id").write_text("")
-            (tmp / stamp_name).write_text(_stamp(release))
+            (tmp / stamp_name).write_text(stamp)
             if final.exists():
-                old = cache_root / f"{release}.old-{os.getpid()}"
+                old = cache_root / f"{name}.old-{os.getpid()}"
                 os.rename(final, old)
                 os.rename(tmp, final)
                 _remove_tree(old)
@@ -388,7 +404,7 @@ def ensure_rootfs(release: str = "bookworm", cache_root: Path = CACHE_ROOT) -> P
             if tmp.exists():
                 _remove_tree(tmp)
             raise
-        _log(f"{release} rootfs ready in {time.monotonic() - t0:.0f} s")
+        _log(f"{name} rootfs ready in {time.monotonic() - t0:.0f} s")
         return final
 
 
@@ -476,6 +492,37 @@ def _ns_pid_chain(pid: int) -> list[int]:
     return []
 
 
+def nspawn_command(rootfs: Path, name: str, clock_readable: bool = True) -> list[str]:
+    """systemd-nspawn with the options every rig container has: a fresh overlay of `rootfs`
+    (the cache is never written), no machined (--register=no) and the caller's cgroups
+    (--keep-unit; see ``in_cgroups``), since systemd is not PID 1 on the host.
+
+    nspawn's own seccomp filter refuses clock_adjtime(2) to a container without
+    CAP_SYS_TIME, even the read-only call: ``clock_readable`` lets the read through, as on a
+    real machine, so the shipped units' own filter is what is tested (the kernel still
+    refuses every write without the capability); without it the container is as Docker and
+    nspawn make them by default.
+    """
+    filters = ["--system-call-filter=clock_adjtime clock_adjtime64"] if clock_readable else []
+    return [
+        "systemd-nspawn",
+        "--quiet",
+        f"--directory={rootfs}",
+        "--volatile=overlay",
+        "--register=no",
+        "--keep-unit",
+        f"--machine={name}",
+        *filters,
+    ]
+
+
+def in_cgroups(cgroups: Sequence[Path], cmd: Sequence[str]) -> list[str]:
+    """`cmd` run from a shell that first moves itself into `cgroups` (made by the caller),
+    so that whatever the container leaves behind can be found there, killed and removed."""
+    enter = "".join(f'echo $$ > "{cg}/cgroup.procs" && ' for cg in cgroups)
+    return ["/bin/sh", "-c", enter + 'exec "$@"', "sh", *cmd]
+
+
 class Container:
     """One booted container; see the module docstring."""
 
@@ -528,32 +575,14 @@ class Container:
         cleanup_stale()
         for cg in self.cgroups:
             cg.mkdir()
-        cmd = [
-            "systemd-nspawn",
-            "--quiet",
-            f"--directory={self.rootfs}",
-            "--boot",
-            "--volatile=overlay",
-            "--register=no",
-            "--keep-unit",
-            f"--machine={self.name}",
-            "--console=read-only",
-            # nspawn's own seccomp filter refuses clock_adjtime(2) to a container without
-            # CAP_SYS_TIME, even the read-only call: let the read through, as on a real
-            # machine, so the shipped units' own filter is what is tested.  The kernel still
-            # refuses every write without the capability.  ``clock_readable=False`` leaves
-            # nspawn's refusal in place: a container as Docker and nspawn make them by default.
-        ]
-        if self.clock_readable:
-            cmd.append("--system-call-filter=clock_adjtime clock_adjtime64")
+        cmd = [*nspawn_command(self.rootfs, self.name, self.clock_readable)]
+        cmd += ["--boot", "--console=read-only"]
         if self.private_network:
             cmd.append("--private-network")
         for host_dir, ct_dir in self.binds_ro.items():
             cmd.append(f"--bind-ro={Path(host_dir).resolve()}:{ct_dir}")
         for host_dir, ct_dir in self.binds.items():
             cmd.append(f"--bind={Path(host_dir).resolve()}:{ct_dir}")
-        # Move the shell into the new cgroups, then exec nspawn there (--keep-unit).
-        enter = "".join(f'echo $$ > "{cg}/cgroup.procs" && ' for cg in self.cgroups)
         env = dict(os.environ)
         if self.systemd_version >= UNIFIED_ONLY_FROM:
             # systemd >= 258 no longer boots on a hybrid (v1 + v2) cgroup hierarchy, which the
@@ -562,7 +591,7 @@ class Container:
         try:
             with open(self.log_path, "wb") as log:
                 self._proc = subprocess.Popen(
-                    ["/bin/sh", "-c", enter + 'exec "$@"', "sh", *cmd],
+                    in_cgroups(self.cgroups, cmd),
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -794,12 +823,13 @@ class Container:
             [
                 "sh",
                 "-ec",
-                "rm -rf /usr/lib/python3/dist-packages/daytime_sd\n"
-                "cp -r /srv/tree/daytime_sd /usr/lib/python3/dist-packages/\n"
+                "rm -rf /usr/share/daytime-sd/daytime_sd\n"
+                "mkdir -p /usr/share/daytime-sd\n"
+                "cp -r /srv/tree/daytime_sd /usr/share/daytime-sd/\n"
                 # dh_python3's py3compile does this at install time; without it every
                 # Accept=yes instance would compile the package again (DynamicUser cannot
                 # write __pycache__).
-                "python3 -m compileall -q /usr/lib/python3/dist-packages/daytime_sd\n"
+                "python3 -m compileall -q /usr/share/daytime-sd/daytime_sd\n"
                 # /usr/lib/systemd/system: where systemd >= 255 looks (and 252 on merged /usr).
                 "install -m 0644 -t /usr/lib/systemd/system /srv/tree/systemd/*\n"
                 "systemctl daemon-reload\n",

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 10, item 6: the package's autopkgtest (debian/tests) in each booted release.
 
 Each release gets a fresh container from its cached rootfs, the .deb built on this host and a
@@ -69,6 +70,6 @@ def test_autopkgtest_passes(release: str, autopkgtest_runs: dict[str, tuple[int,
     assert returncode == 0, output[-4000:]
     # The upstream tests really ran, under this release's python3, against the package, and
     # none was skipped.
-    assert re.search(r"^testing /usr/lib/python3/dist-packages/daytime_sd/", output, re.M)
+    assert re.search(r"^testing /usr/share/daytime-sd/daytime_sd/", output, re.M)
     summary = re.search(r"^(\d+ passed.*) in [\d.]+s", output, re.M)
     assert summary and "skipped" not in summary.group(1), output[-4000:]

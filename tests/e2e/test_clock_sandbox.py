@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 21.5: in a container whose sandbox refuses the clock read (systemd-nspawn's default
 filter without CAP_SYS_TIME, as Docker's default profile does), the service says so once per
 process at notice priority, STATUS= says the state is unknown and why, and nothing of ours

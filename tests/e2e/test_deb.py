@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 4 in each booted release: the user's path through apt (the autopkgtest is in
 test_autopkgtest.py).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 10 in each release: the source builds there with that release's own tools, its lintian
 is clean, and the package it builds upgrades the one `make deb` built here.
 
@@ -5,7 +6,10 @@ One booted container per release (module scope, all tools in the cached rootfs, 
 `dpkg-buildpackage -us -uc` of a fresh copy of the tree (source and binary, build-time tests
 under every Python the release supports), then that release's lintian on the result, then the
 path change: the .deb built on this (bookworm) host, units under /lib/systemd/system, upgraded
-in place by the one built in the release, units where that release wants them.
+in place by the one built in the release, units where that release wants them.  What the
+release built is checked as test_deb_build checks the host's .deb: the launcher's shebang
+(python3 -S), the exact contents, no duplicate maintainer-script snippet, and `debian/rules
+clean` restoring the tree.
 """
 
 from __future__ import annotations
@@ -16,6 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from integration.test_deb_build import (
+    check_contents,
+    check_no_duplicate_snippets,
+    expected_files,
+    shebang,
+)
 
 import daytime_sd
 
@@ -37,6 +47,7 @@ class Built:
     returncode: int
     log: str
     out: Path  # host directory holding what the build made
+    src: Path  # the tree that was built, as it was
 
 
 BUILD = f"""
@@ -46,6 +57,9 @@ cp -a /srv/src/daytime-sd-{VERSION} /srv/build/
 cd /srv/build/daytime-sd-{VERSION}
 dpkg-buildpackage -us -uc 2>&1
 cp ../daytime-sd_{VERSION}* /srv/out/
+dpkg-deb --control ../daytime-sd_{VERSION}_all.deb /srv/out/control
+debian/rules clean >/srv/out/clean.log 2>&1
+diff -r /srv/src/daytime-sd-{VERSION} . >/srv/out/clean.diff || true
 """
 
 
@@ -59,7 +73,8 @@ def built(
     binds_ro = {src: "/srv/src", dist: "/srv/debs"}
     with Container(rootfs, binds_ro=binds_ro, binds={out: "/srv/out"}) as ct:
         proc = ct.run(["sh", "-ec", BUILD], check=False, timeout=900)
-        yield Built(ct, release, proc.returncode, proc.stdout + proc.stderr, out)
+        log = proc.stdout + proc.stderr
+        yield Built(ct, release, proc.returncode, log, out, src / f"daytime-sd-{VERSION}")
 
 
 def test_source_builds_with_the_release_tools(built: Built) -> None:
@@ -125,6 +140,40 @@ def test_units_are_where_the_release_wants_them(built: Built) -> None:
         # Policy 10.1 (4.7.1): nothing into the aliased /bin, /sbin or /lib.
         aliased = [p for p in paths if re.match(r"/(bin|sbin|lib)(/|$)", p)]
         assert aliased == [], aliased
+
+
+def test_the_launcher_keeps_python3_minus_s(built: Built) -> None:
+    """dh-python 6 (trixie, sid) rewrites shebangs; debian/rules tells it the command."""
+    assert built.returncode == 0
+    deb = f"/srv/out/daytime-sd_{VERSION}_all.deb"
+    script = built.ct.run(
+        ["sh", "-c", f"dpkg-deb --fsys-tarfile {deb} | tar -xOf - ./usr/sbin/daytime-sd"]
+    ).stdout
+    print(f"{built.release}: {script.splitlines()[0]}")
+    assert shebang(script) == ["/usr/bin/python3", "-S"], script.splitlines()[0]
+
+
+def test_contents_exactly(built: Built) -> None:
+    assert built.returncode == 0
+    listing = built.ct.run(["dpkg-deb", "--contents", f"/srv/out/daytime-sd_{VERSION}_all.deb"])
+    paths = {}
+    for line in listing.stdout.splitlines():
+        name = line.split()[5]  # mode owner size date time name (no symlinks shipped)
+        paths["/" + name.removeprefix("./").rstrip("/")] = name.endswith("/")
+    check_contents(paths, expected_files(built.src, unit_dir(built.release)))
+
+
+def test_maintainer_scripts_have_no_duplicate_snippets(built: Built) -> None:
+    assert built.returncode == 0
+    control = built.out / "control"
+    scripts = {p.name: p.read_text() for p in control.iterdir() if p.name.endswith(("inst", "rm"))}
+    check_no_duplicate_snippets(scripts)
+    assert "deb-systemd-helper purge 'daytime.socket'" in scripts["postrm"], scripts["postrm"]
+
+
+def test_rules_clean_restores_the_tree(built: Built) -> None:
+    assert built.returncode == 0
+    assert (built.out / "clean.diff").read_text() == "", (built.out / "clean.log").read_text()
 
 
 def unit_state(ct: Container) -> tuple[str, str, str]:

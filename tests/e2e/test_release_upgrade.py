@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 10: a bookworm system with daytime-sd, upgraded to trixie as the release notes say
 (sources to trixie, `apt full-upgrade`), keeps daytime.socket enabled and answering.
 

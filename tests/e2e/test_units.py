@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The seven checks of issue 3 against a real systemd (PID 1 in a booted container).
 
 One container per module (booted in well under a second from the cached rootfs), the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The rule for tests that need root: a skip that says why, and a failure under ``CI``.
 
 CI runs as root, so a test marked ``needs_root`` that finds itself without root there is a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Run the real service with the kernel clock's state taken from a file (for --require-sync).
 
     python -m tests.integration.fakeclock STATEFILE -- PYTHON -m daytime_sd ARGS...

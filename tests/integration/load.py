@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A paced, non-blocking TCP load client for the abuse and soak tests (loopback only).
 
 One thread, one selector: connections are started at a fixed rate (catching up if the

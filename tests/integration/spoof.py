@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A flood of UDP datagrams, each from a new forged source in 127.1.0.0-127.255.255.255.
 
     spoof.py PORT RATE SECONDS SOURCE_PORT

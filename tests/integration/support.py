@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Shared helpers for the integration tests: real processes, real sockets, loopback only."""
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+import daytime_sd
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 CTIME = re.compile(rb"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \d{4}\r\n$")
@@ -32,11 +35,16 @@ def needs_root(reason: str) -> pytest.MarkDecorator:
     return pytest.mark.needs_root(reason)
 
 
+# Where the package under test is: the tree, or /usr/share/daytime-sd (the package's private
+# directory) when the autopkgtest runs these tests against the installed package.
+PACKAGE_DIR = str(Path(daytime_sd.__file__).resolve().parents[1])
+
+
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LISTEN_", "NOTIFY_"))}
     env.pop("WATCHDOG_USEC", None)
     env.pop("JOURNAL_STREAM", None)
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = PACKAGE_DIR
     env.update(extra)
     return env
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 6: abuse and faults — silent floods, hostile clients, fd and process exhaustion,
 signals under load, and what ``--user`` leaves behind.  Standalone fork mode and the
 Accept=no in-process mode (through the real systemd-socket-activate), loopback only.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Every activated mode through the real systemd-socket-activate, and bad LISTEN_* input."""
 
 from __future__ import annotations

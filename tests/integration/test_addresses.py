@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 21: every address a host has, in network namespaces of our own.
 
 A family whose only address is on loopback can be listened on (item 3): as a number, and by

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Misbehaving and demanding clients, in each serving mode."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """One real adjtimex read on this machine, checked against a second, independent read.
 
 The independent read is written here with nothing from daytime_sd: clock_adjtime(2) on

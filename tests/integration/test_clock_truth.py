@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 12: the clock's sync state in every mode, NIST's layout, and --require-sync.
 
 The real service throughout; only for --require-sync is the kernel clock's state injected

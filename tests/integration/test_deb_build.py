@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Build the .deb the way `make deb` does, from a fresh copy of the tree, and check it.
 
 One build per module (about 10 s): tools/build-deb runs in a throw-away git repository holding
@@ -14,7 +15,8 @@ import re
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,18 +113,40 @@ def source_units(tree: Path) -> set[str]:
 
 
 def test_build_leaves_tree_clean(build: Build) -> None:
-    status = subprocess.run(
-        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
-        cwd=build.tree,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
+    status = git_status(build.tree)
     outside_dist = [line for line in status if not line.startswith("!! dist/")]
     assert outside_dist == []
     assert sorted(p.name for p in (build.tree / "dist").iterdir()) == sorted(
         [build.deb.name, build.changes.name, build.buildinfo.name]
     )
+
+
+def git_status(tree: Path) -> list[str]:
+    """Everything git sees changed, untracked or ignored in ``tree``."""
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+
+
+def test_rules_clean_restores_the_tree(tmp_path: Path) -> None:
+    """`debian/rules clean` after a build leaves the tree as it was (setuptools' egg-info
+    included), so that a second `dpkg-source -b` packs the same files as the first."""
+    tree = tmp_path / f"daytime-sd-{VERSION}"
+    tree.mkdir()
+    copy_tree(ROOT, tree)
+    env = {"PATH": SYSTEM_PATH, "LC_ALL": "C.UTF-8", "HOME": str(tmp_path),
+           "DEB_BUILD_OPTIONS": "nocheck"}  # fmt: skip
+    for target in ("build", "clean"):
+        proc = subprocess.run(["debian/rules", target], cwd=tree, env=env, capture_output=True,
+                              text=True, timeout=300, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        if target == "build":  # the control: the build did write into the tree
+            assert git_status(tree) != []
+    assert git_status(tree) == []
 
 
 def assert_lintian_clean(target: Path, readme: Path) -> None:
@@ -188,44 +212,94 @@ def test_control_fields(build: Build) -> None:
     ), depends
 
 
-def test_contents_exactly(build: Build) -> None:
-    members = deb_members(build.deb)
-    site = "/usr/lib/python3/dist-packages"
-    modules = {p.name for p in (build.tree / "daytime_sd").glob("*.py")}
-    expected_files = {
+PRIVATE_DIR = "/usr/share/daytime-sd"
+
+
+def expected_files(tree: Path, unit_dir: str) -> set[str]:
+    """Every file the .deb built from ``tree`` ships, where it ships it.
+
+    The modules are private (Python Policy 1.5) with no dist-info (debian/rules drops it), and
+    dh_python3's rtupdate hook re-compiles them when the default python3 changes.  The same
+    on every release's dh-python: bookworm's wrote a RECORD into the dist-info, trixie's an
+    INSTALLER, and neither is shipped; only the units' directory depends on the release.
+    """
+    modules = {p.name for p in (tree / "daytime_sd").glob("*.py")}
+    return {
         "/usr/sbin/daytime-sd",
         "/usr/share/man/man8/daytime-sd.8.gz",
         "/usr/share/doc/daytime-sd/changelog.gz",
         "/usr/share/doc/daytime-sd/copyright",
-        *(f"{UNIT_DIR}/{unit}" for unit in source_units(build.tree)),
-        *(f"{site}/daytime_sd/{module}" for module in modules),
-        *(
-            f"{site}/daytime_sd-{VERSION}.dist-info/{name}"
-            for name in ("METADATA", "RECORD", "WHEEL", "entry_points.txt", "top_level.txt")
-        ),
+        "/usr/share/python3/runtime.d/daytime-sd.rtupdate",
+        *(f"{unit_dir}/{unit}" for unit in source_units(tree)),
+        *(f"{PRIVATE_DIR}/daytime_sd/{module}" for module in modules),
     }
-    files = {path for path, m in members.items() if not m.isdir()}
-    assert files == expected_files
-    # No empty or stray directories (e.g. a leftover /usr/bin or /usr/lib/systemd).
-    dirs = {path for path, m in members.items() if m.isdir() and path != "/"}
+
+
+def check_contents(paths: dict[str, bool], expected: set[str]) -> None:
+    """``paths``: every path in the .deb -> whether it is a directory.  Exactly ``expected``
+    files, and no directory that holds none of them (e.g. a leftover /usr/bin)."""
+    files = {path for path, is_dir in paths.items() if not is_dir}
+    missing, extra = sorted(expected - files), sorted(files - expected)
+    assert (missing, extra) == ([], []), f"missing: {missing}, not expected: {extra}"
+    dirs = {path for path, is_dir in paths.items() if is_dir and path != "/"}
     parents = {str(p) for f in files for p in Path(f).parents if str(p) != "/"}
-    assert dirs == parents
+    assert dirs == parents, f"empty or stray directories: {sorted(dirs - parents)}"
+
+
+def test_contents_exactly(build: Build) -> None:
+    members = deb_members(build.deb)
+    check_contents({p: m.isdir() for p, m in members.items()}, expected_files(build.tree, UNIT_DIR))
     assert "daytime.socket" in source_units(build.tree)
+
+
+@pytest.mark.parametrize(
+    ("change", "wrong"),
+    [
+        (lambda f: f - {"/usr/share/daytime-sd/daytime_sd/cli.py"}, "missing"),
+        (lambda f: f | {"/usr/lib/python3/dist-packages/daytime_sd/cli.py"}, "not expected"),
+        (lambda f: f | {"/usr/bin/daytime-sd"}, "not expected"),
+    ],
+)
+def test_contents_check_catches_a_missing_or_misplaced_file(
+    change: Callable[[set[str]], set[str]], wrong: str
+) -> None:
+    """The control: a file gone, or installed where the policy does not want it, fails."""
+    expected = expected_files(ROOT, "/usr/lib/systemd/system")
+    shipped = change(expected)
+    paths = {f: False for f in shipped} | {
+        str(p): True for f in shipped for p in Path(f).parents if str(p) != "/"
+    }
+    with pytest.raises(AssertionError, match=wrong):
+        check_contents(paths, expected)
 
 
 def test_modes_and_owners(build: Build) -> None:
     for path, member in deb_members(build.deb).items():
         assert (member.uname, member.gname, member.uid, member.gid) == ("root", "root", 0, 0), path
-        if member.isdir() or path == "/usr/sbin/daytime-sd":
+        # The launcher, and dh_python3's hook that re-compiles the private modules.
+        if member.isdir() or path in (
+            "/usr/sbin/daytime-sd",
+            "/usr/share/python3/runtime.d/daytime-sd.rtupdate",
+        ):
             assert member.mode == 0o755, path
         else:
             assert member.isfile() and member.mode == 0o644, path
 
 
-def test_script_uses_system_python(build: Build) -> None:
+def shebang(script: str) -> list[str]:
+    """The interpreter command of a script's first line (dh-python writes ``#! cmd``)."""
+    first = script.splitlines()[0]
+    assert first.startswith("#!"), first
+    return first.removeprefix("#!").split()
+
+
+def test_script_uses_system_python_without_site(build: Build) -> None:
+    """The launcher as dh_python3 leaves it: Debian's python3 with -S (debian/rules
+    override_dh_python3), whichever dh-python built it; the rest is tools/daytime-sd."""
     script = deb_file(build.deb, "/usr/sbin/daytime-sd").decode()
-    assert script.startswith("#!/usr/bin/python3 -S\n")
-    assert script == (build.tree / "tools" / "daytime-sd").read_text()
+    assert shebang(script) == ["/usr/bin/python3", "-S"], script.splitlines()[0]
+    source = (build.tree / "tools" / "daytime-sd").read_text()
+    assert script.splitlines()[1:] == source.splitlines()[1:]
 
 
 def test_units_and_manpage_are_the_sources(build: Build) -> None:
@@ -247,7 +321,7 @@ def unpacked(build: Build, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_installed_script_runs(unpacked: Path, arg: str, expect: str) -> None:
     env = {
         "PATH": SYSTEM_PATH,
-        "PYTHONPATH": str(unpacked / "usr/lib/python3/dist-packages"),
+        "PYTHONPATH": str(unpacked / PRIVATE_DIR.lstrip("/")),
         "LC_ALL": "C.UTF-8",
     }
     proc = subprocess.run(
@@ -334,3 +408,61 @@ def test_remove_stops_and_purge_cleans_every_unit(build: Build, control: Path) -
     assert quoted_units(postinst, "deb-systemd-invoke start") == sockets
     assert quoted_units(postinst, "deb-systemd-invoke $_dh_action") == non_template - sockets
     assert quoted_units(postinst, "deb-systemd-invoke restart") == set()
+
+
+MAINTSCRIPT_TOOL = re.compile(r"deb-systemd-(?:helper|invoke)((?: --\S+)*) (\S+)((?: '[^']+')+)")
+
+
+def unit_actions(script: str) -> Counter[tuple[str, str]]:
+    """(action, unit) -> how many times the script names that action on that unit, e.g.
+    ("deb-systemd-helper purge", "daytime.socket"): each block debhelper adds names its units
+    once per action, so a count of 2 is a duplicate snippet."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for match in MAINTSCRIPT_TOOL.finditer(script):
+        tool = match.group(0).split()[0]
+        for unit in re.findall(r"'([^']+)'", match.group(3)):
+            counts[(f"{tool} {match.group(2)}", unit)] += 1
+    return counts
+
+
+def autoscript_blocks(script: str) -> list[str]:
+    return re.findall(r"^# Automatically added by .*?^# End automatically added section", script,
+                      re.M | re.S)  # fmt: skip
+
+
+def check_no_duplicate_snippets(scripts: dict[str, str]) -> None:
+    """No unit gets the same action twice in one maintainer script, and no two blocks are the
+    same but debhelper's unit-less daemon-reload, one per dh_installsystemd call (3)."""
+    for name, script in scripts.items():
+        twice = {key: n for key, n in unit_actions(script).items() if n > 1}
+        assert twice == {}, f"{name}: {twice}\n{script}"
+        blocks = Counter(autoscript_blocks(script))
+        repeated = {b: n for b, n in blocks.items() if n > 1}
+        for block, n in repeated.items():
+            assert "'" not in block and "daemon-reload" in block and n <= 3, f"{name}: {block}"
+
+
+def test_maintainer_scripts_have_no_duplicate_snippets(control: Path) -> None:
+    scripts = {n: (control / n).read_text() for n in ("preinst", "postinst", "prerm", "postrm")
+               if (control / n).exists()}  # fmt: skip
+    check_no_duplicate_snippets(scripts)
+    # Every unit the package acts on is acted on: the counts above are not vacuous.
+    assert unit_actions(scripts["postrm"])[("deb-systemd-helper purge", "daytime.socket")] == 1
+    assert unit_actions(scripts["prerm"])[("deb-systemd-invoke stop", "daytime.socket")] == 1
+
+
+def test_duplicate_snippets_are_caught() -> None:
+    """The control: the scripts the three overlapping calls of 0.1.0 generated fail."""
+
+    def block(line: str) -> str:
+        added = "# Automatically added by dh_installsystemd"
+        return f"{added}\n{line}\n# End automatically added section\n"
+
+    both = block("deb-systemd-helper purge 'daytime-udp.socket' 'daytime.socket' >/dev/null")
+    one = block("deb-systemd-helper purge 'daytime.socket' >/dev/null")
+    with pytest.raises(AssertionError, match="purge"):
+        check_no_duplicate_snippets({"postrm": both + one})
+    reload = block("systemctl --system daemon-reload >/dev/null || true")
+    check_no_duplicate_snippets({"postrm": reload * 3 + one})
+    with pytest.raises(AssertionError):
+        check_no_duplicate_snippets({"postrm": reload * 4})

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 6: property-based fuzzing of the command line and of LISTEN_FDS, LISTEN_PID,
 LISTEN_FDNAMES and TZ, against the real CLI in a subprocess.
 
@@ -29,7 +30,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from .support import LINE, PYTHON, REPO, Notifications, base_env, free_port, query
 
 # Hypothesis keeps caches in ./.hypothesis; not in the checkout.
-set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "daytime-sd-hypothesis"))  # type: ignore[no-untyped-call]
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "daytime-sd-hypothesis"))
 EXAMPLES = int(os.environ.get("DAYTIME_FUZZ_EXAMPLES", "50"))  # each is one CLI start
 FUZZ = settings(
     max_examples=EXAMPLES,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 11, "Guards instead of numbers in comments": the modules the service does NOT load.
 
 Under Accept=yes and inetd ``nowait`` every connection starts an interpreter: keeping these
@@ -10,8 +11,10 @@ service runs as a real process with PYTHONPROFILEIMPORTTIME=1, so the interprete
 every module it loads on stderr, nested under the module that imported it; nothing here
 depends on how daytime_sd/ is split into modules.  It runs through the launcher the .deb
 ships (``#!/usr/bin/python3 -S``) and as ``python3 -S -m daytime_sd``, against the package
-under test: the source tree, or dist-packages when the autopkgtest runs these tests under
-each release's python3 (the package found as support.py's ``python -m daytime_sd`` finds it).
+under test: the source tree, or the package's private /usr/share/daytime-sd when the
+autopkgtest runs these tests under each release's python3 (support.PACKAGE_DIR).  The launcher
+runs must not load ``site`` at all: that is what its ``-S`` is for, and the shebang a
+release's dh-python writes could lose it (debian/rules).
 
 What the interpreter loads starting a do-nothing program the same way is not ours and is left
 out (``-m`` brings runpy, which loads functools and collections first: a later import of those
@@ -68,19 +71,18 @@ FORBIDDEN = (
     "zoneinfo",
     "datetime",
 )
-# Loaded today where systemd passes sockets (Accept=yes, Accept=no), marked rather than
-# dropped from the list.  The check below fails once the importer is gone from such a path,
-# so that the entry goes too.
-# Modules excused on the systemd paths, with the reason; empty since activation.py calls
-# python-systemd's C binding instead of systemd.daemon (which imported socket and enum).
+# Modules excused where systemd passes the sockets (Accept=yes, Accept=no), with the reason;
+# empty since activation.py reads LISTEN_FDS itself.  The check below fails once an excused
+# importer is gone from such a path, so that the entry goes too.
 KNOWN_DEFECTS: dict[str, str] = {}
-PACKAGE_DIR = Path(daytime_sd.__file__).resolve().parents[1]  # REPO, or dist-packages
+PACKAGE_DIR = Path(daytime_sd.__file__).resolve().parents[1]  # REPO, or the private dir
+PRIVATE_DIR = "/usr/share/daytime-sd"  # where the .deb installs the package
 DIST_PACKAGES = "/usr/lib/python3/dist-packages"  # python3-systemd, python3-sdnotify
 # The launcher that imports the package under test: the installed one beside an installed
 # package, else the tree's (PYTHONPATH, which it honours, points at the tree).
 LAUNCHER = (
     "/usr/sbin/daytime-sd"
-    if str(PACKAGE_DIR) == DIST_PACKAGES and os.path.exists("/usr/sbin/daytime-sd")
+    if str(PACKAGE_DIR) == PRIVATE_DIR and os.path.exists("/usr/sbin/daytime-sd")
     else str(REPO / "tools" / "daytime-sd")
 )
 STARTS: dict[str, list[str]] = {
@@ -318,10 +320,20 @@ def test_per_connection_path_loads_no_forbidden_module(
         imports = run_accept_yes(STARTS[start], log)
     where = f"the per-connection path ({path}, {' '.join(STARTS[start])})"
     check_path(imports, baselines[start], where, systemd=path == "accept-yes")
+    # No site: -S in the launcher's shebang, or on the -m command line.
+    assert "site" not in imports, f"{where}: {imports.chains['site']}"
+    assert "daytime_sd.cli" in imports, imports.stderr  # the report is the service's
     # A quiet connection logs nothing, so the journal binding (logging, uuid, ...) stays out,
     # although stderr is the journal here; no NOTIFY_SOCKET, no sdnotify.
     assert "systemd.journal" not in imports, f"{where}: {imports.chains['systemd.journal']}"
     assert "sdnotify" not in imports, f"{where}: {imports.chains['sdnotify']}"
+
+
+def test_a_start_without_minus_s_shows_site(log: Path) -> None:
+    """The control for the ``site`` assertion above: the report does show it."""
+    shebang = Path(LAUNCHER).read_text().splitlines()[0].removeprefix("#!").split()
+    imports = run_inetd([shebang[0], LAUNCHER], log)
+    assert "site" in imports, imports.stderr
 
 
 def test_the_first_log_line_loads_the_journal_binding(log: Path) -> None:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """sd_notify messages, signals, idle exit: caught on a real NOTIFY_SOCKET."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """READY=1 always arrives, whatever the socket paths in STATUS=; failures are logged once;
 every message, READY=1 included, goes through sdnotify (one mechanism: issue 22).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 13, item 4: what the service says and what it leaves behind, on real processes.
 
 --log-connections lines (IPv4-mapped IPv6 shown as IPv4), journal entries with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The serving core's defects from issue 11, each as the behaviour a user would see.
 
 Every test here failed against the core before the redesign (commit 4c357fa).

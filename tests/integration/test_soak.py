@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 6 soak: a fixed connection rate for DAYTIME_SOAK_SECONDS (10 in ``make test``, 60 in
 ``make soak``): no error at all, and the service's descriptors, memory and children are as
 flat at the end as at the start.

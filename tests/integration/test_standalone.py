@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Standalone mode: getaddrinfo, one socket per address, fork per connection, clear errors."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issues 6 and 11, UDP: loop protection, reflection caps, any datagram size, no starvation by
 a flood from one source or from forged sources, and AF_UNIX datagram sockets.
 

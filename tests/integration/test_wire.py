@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Issue 13: what a client receives, checked on the wire in every serving mode.
 
 1. The answer is the *current* time (within a second of the test's own clock, allowing for

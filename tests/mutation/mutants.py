@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The mutation gate (``make mutants``): cosmic-ray over daytime_sd/, scoped to finish
 within an hour on a 2-core machine.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Fixtures shared by the unit tests."""
 
 from __future__ import annotations

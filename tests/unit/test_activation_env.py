@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """activation.detect() on an environment mapping it is given (no sockets are opened)."""
 
 from __future__ import annotations

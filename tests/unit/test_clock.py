@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The kernel clock state without the kernel: Watch with an injected reader, describe()."""
 
 from __future__ import annotations

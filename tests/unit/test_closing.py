@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The clean close (closing.CleanClose) as bookkeeping: time passed in, no kernel."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Command-line parsing: defaults, every option, and the errors (exit status 2 material)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """README.md and docs/ stay true where a machine can tell (issue 22.4): every relative link
 leads to a file or directory of the project, and every `make` target they name exists.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The wake-up pipe is placed above the descriptors a forked child closes (loop.fd_from)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """nist.LeapList: tzdata's leap-second list read once, again only when it changes (issue 21.6)."""
 
 from __future__ import annotations

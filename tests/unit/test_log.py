@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Journal entries name the code that logged: CODE_FILE/CODE_LINE/CODE_FUNC of the caller.
 
 No journald runs on the host, so these stop at our own boundary, ``log._send`` (what

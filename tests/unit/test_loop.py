@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The event loop on its own: real epoll, real pipes, no service around it."""
 
 from __future__ import annotations

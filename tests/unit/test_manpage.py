@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """man/daytime-sd.8: lint-clean; its OPTIONS match `daytime-sd --help` and the README."""
 
 from __future__ import annotations

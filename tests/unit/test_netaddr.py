@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Address display and IPv4-mapped conversion."""
 
 from __future__ import annotations

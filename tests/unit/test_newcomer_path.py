@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The README's and the Makefile's commands exist (issue 11 defect 12: the README's first
 query used nc, which `make deps` does not install, and the Makefile named a module that
 did not exist), and docs/architecture.md names every module."""

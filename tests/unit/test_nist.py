@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """NIST's daytime layout: MJD, TT, L, H and the line, against published lines and real zones."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """STATUS= text that sdnotify can encode and the service manager accepts, whatever it holds."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The private names daytime-sd still uses, each where a bench/ figure says it pays, and
 the shape we rely on: a Python that changes it fails here, not in a client's connection.
 

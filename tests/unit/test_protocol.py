@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The pure part: formats, presets, validation, the per-second cache."""
 
 from __future__ import annotations

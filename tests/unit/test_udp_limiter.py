@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The UDP reply budgets: per source (IPv6 by /64), in total, and bounded under forged floods."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """udp.reply_source: the control message that sends a UDP reply from the address asked.
 
 The integration tests (tests/integration/test_addresses.py) check it on real sockets; the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Fast, offline checks of the unit files in systemd/ with the host's systemd-analyze.
 
 No booted systemd needed: ``systemd-analyze verify --root`` and ``systemd-analyze security
@@ -110,7 +111,17 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def analyze(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # MANPATH: the Documentation=man:daytime-sd(8) check must find our page, not the host's.
-    env = {**os.environ, "MANPATH": str(root / "man"), "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0"}
+    # MAN_DISABLE_SECCOMP: verify runs man(1), and man-db's seccomp sandbox cannot start under
+    # an LD_PRELOAD such as libfaketime's (reprotest's time variation, tools/qa): man exits 3
+    # and verify reports the page missing.  The sandbox guards man against hostile pages; this
+    # one is ours.
+    env = {
+        **os.environ,
+        "MANPATH": str(root / "man"),
+        "MAN_DISABLE_SECCOMP": "1",
+        "SYSTEMD_PAGER": "",
+        "SYSTEMD_COLORS": "0",
+    }
     return subprocess.run(
         ["systemd-analyze", *args, f"--root={root}"],
         capture_output=True,
@@ -210,14 +221,29 @@ def test_reload_sends_sighup_to_the_main_process(service: str) -> None:
     run as systemd runs it ($$ is a literal $; MAINPID in the environment) signals a real
     process.  test_units' test_11 does it under PID 1 and the units' sandbox."""
     line = last(parse_unit(UNIT_DIR / service), "Service.ExecReload").replace("$$", "$")
-    code = "import signal,sys,time; signal.signal(signal.SIGHUP, lambda *a: sys.exit(7)); "
-    code += "print(flush=True); time.sleep(30)"
-    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) as target:
+    # The target says when its handler is in place and when the signal came, and waits for it
+    # in pause(): no deadline of its own that a busy host could beat.  The generous timeouts
+    # below only keep a broken reload from hanging the run (a fixed 10 s did time out on a
+    # loaded host under Python 3.14).  alarm() ends a target nobody signals.
+    # os.write, not print: the signal can arrive while print('ready') is still inside stdout's
+    # buffered writer, and a print in the handler then fails as a reentrant call.
+    code = (
+        "import os, signal\n"
+        "def hup(*_):\n    os.write(1, b'HUP\\n'); os._exit(7)\n"
+        "signal.signal(signal.SIGHUP, hup)\n"
+        "signal.alarm(600)\n"
+        "os.write(1, b'ready\\n')\n"
+        "while True:\n    signal.pause()\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
+    ) as target:
         assert target.stdout is not None
-        target.stdout.readline()  # the handler is in place
+        assert target.stdout.readline() == "ready\n"  # the handler is in place
         env = {"MAINPID": str(target.pid), "PATH": "/usr/bin:/bin"}
-        subprocess.run(shlex.split(line), env=env, check=True, timeout=10)
-        assert target.wait(timeout=10) == 7
+        subprocess.run(shlex.split(line), env=env, check=True, timeout=300)
+        assert target.stdout.readline() == "HUP\n"  # blocks until the signal arrived
+        assert target.wait(timeout=300) == 7
 
 
 def test_the_accept_no_service_sets_its_descriptor_limit() -> None:
