@@ -113,7 +113,7 @@ RUN ?= all
 qa:
 	./tools/qa $(RUN)
 
-# Mutation testing (issue 13): cosmic-ray over daytime_sd/ in a copy of the tree, about 13
+# Mutation testing (issue 13): cosmic-ray over daytime_sd/ in a copy of the tree, about 25
 # minutes on 2 cores; not part of `make test`.  Writes tests/mutation/results.md.
 mutants: deps
 	$(VPY) -m pip install -q --disable-pip-version-check cosmic-ray

@@ -2,7 +2,7 @@
 """Entry point: argv → Config → sockets → serve, and every failure as one line and a status.
 
 Imports are staged: the per-connection path (Accept=yes, inetd ``nowait``) needs only the
-config, activation, protocol and answer modules; the serving loop and its dependencies
+config, activation, log, protocol and answer modules; the serving loop and its dependencies
 load only when there is a loop to run.
 """
 

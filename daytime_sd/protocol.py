@@ -27,7 +27,7 @@ PRESETS: dict[str, str] = {
     "iso8601": "%Y-%m-%dT%H:%M:%S%:z",
 }
 # NIST's daytime layout (nist.py): not a strftime string, it also says how good the
-# clock is, so it is rendered by sync.py from the kernel's state.
+# clock is, so it is rendered by clock.ClockSync from the kernel's state.
 NIST_FORMAT = "nist"
 DEFAULT_FORMAT = "ctime"
 CRLF = b"\r\n"
