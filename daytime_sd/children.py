@@ -14,11 +14,10 @@ zombie for long.
 from __future__ import annotations
 
 import os
-import socket
 import time
 
 from daytime_sd import log
-from daytime_sd.answer import Connection
+from daytime_sd.answer import Connection, answer_now
 from daytime_sd.loop import FOREVER
 
 REAP_EVERY = 0.005
@@ -62,8 +61,9 @@ class Children:
                     os.closerange(3, below)
                     if below != end:  # the client's fd filled a hole below ours
                         os.closerange(fd + 1, end)
-                    conn.send(line, socket.MSG_DONTWAIT | socket.MSG_MORE)
-                    conn.shutdown(socket.SHUT_WR)
+                    # answer.py's int flags: socket.MSG_* are IntFlag members, and or-ing
+                    # them runs enum's Python code in every child (bench/ fork cells).
+                    answer_now(conn, line)
                 finally:
                     os._exit(0)  # also when the client reset: nothing to report, nobody to tell
             self.pids.add(pid)

@@ -11,6 +11,7 @@ TimeoutStopSec=10s whatever ``--linger`` says.
 
 from __future__ import annotations
 
+import gc
 import resource
 import signal
 import socket
@@ -115,6 +116,10 @@ class Server:
         loop.timers[:] = [self.closer.tick, self.acceptor.tick, self._tick]
         if self.children:
             loop.timers.insert(0, self.children.tick)
+            # What start-up made lives as long as we do: out of the collector's way, so
+            # that a collection cannot write to every page a child shares with us (the
+            # gc.freeze() documentation's own case; bench/ fork cells).
+            gc.freeze()
         # The clock's state before the first accept or datagram: the client whose connection
         # started us is answered (NIST's H, --require-sync) from a state that was read.
         now = time.monotonic()
