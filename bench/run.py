@@ -1334,7 +1334,7 @@ def markdown(
         val = "n/a" if v is None else (f"{v:.2f}{t['unit']}" if t["unit"] == "x" else
                                        f"{v:.1f} {t['unit']}")  # fmt: skip
         want = ("≥ " if t["higher"] else "≤ ") + (
-            f"{t['want']:.1f}{t['unit']}" if t["unit"] == "x" else f"{t['want']:g} {t['unit']}"
+            f"{t['want']:g}{t['unit']}" if t["unit"] == "x" else f"{t['want']:g} {t['unit']}"
         )
         met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
         bc = t.get("by_cpu")
