@@ -237,6 +237,11 @@ class DatagramResponder:
                 enable_pktinfo(sock)
         self.sockets = list(sockets)
         self.by_fd = {sock.fileno(): sock for sock in sockets}
+        # Which loop answers each socket, decided once: socket.socket's .family builds an
+        # AddressFamily member on every read, too much for each wake-up of a flood.
+        self.inet_fds = {
+            sock.fileno() for sock in sockets if sock.family in (socket.AF_INET, socket.AF_INET6)
+        }
         self.cache = cache
         self.limiter = RateLimiter(rate, total_rate)
         self.answered = 0
@@ -246,7 +251,7 @@ class DatagramResponder:
 
     def on_readable(self, fd: int) -> None:
         sock = self.by_fd[fd]
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
+        if fd in self.inet_fds:
             self._inet(sock)
         else:
             self._local(sock)
