@@ -1058,6 +1058,60 @@ def hot_path_private_names(runs: int) -> Json:
     return out
 
 
+# What one fork costs the fork parent: fork, the child's _exit, waitpid.  The kernel copies
+# the parent's page tables and write-protects its private pages at each fork, so the cost
+# grows with the parent's memory: this is the figure behind keeping typing (and the re it
+# imports) out of the long-running process (test_import_budget's LOOP_FORBIDDEN).
+FORK_PARENTS = (
+    ("python3 -S, nothing imported", ""),
+    ("python3 -S, import typing", "import typing"),
+    ("the daytime-sd fork parent's modules", "import daytime_sd.cli, daytime_sd.server"),
+    (
+        "the same, and typing as the long-running modules would import it",
+        "import daytime_sd.cli, daytime_sd.server, typing",
+    ),
+)
+FORK_PROBE = """
+import gc, os, sys, time
+exec(sys.argv[1])
+gc.collect(); gc.freeze()  # as server.py does before forking
+def batch(n):
+    t = time.perf_counter()
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    return (time.perf_counter() - t) / n * 1e6
+batch(50)
+anon = next(int(ln.split()[1]) for ln in open("/proc/self/smaps_rollup")
+            if ln.startswith("Anonymous:"))
+print(min(batch(200) for _ in range(3)), anon)
+"""
+
+
+def fork_cost(runs: int) -> Json:
+    """parent -> median over ``runs`` of the best of 3 batches of 200 forks (µs per fork,
+    child _exit and waitpid included) and the parent's anonymous memory.  The parents take
+    turns in every run, so a machine whose speed drifts moves them all alike."""
+    env = server_environ(py_env())
+    times: dict[str, list[float]] = {label: [] for label, _code in FORK_PARENTS}
+    anon: dict[str, int] = {}
+    for _ in range(runs):
+        for label, code in FORK_PARENTS:
+            r = subprocess.run([PYTHON, "-S", "-c", FORK_PROBE, code], env=env, cwd=REPO,
+                               capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+            us, kb = r.stdout.split()
+            times[label].append(float(us))
+            anon[label] = int(kb)
+    out: Json = {
+        label: {"us_per_fork": round(statistics.median(times[label]), 1), "anon_kb": anon[label]}
+        for label, _code in FORK_PARENTS
+    }
+    out["runs"] = runs
+    return out
+
+
 # Counts, not times: what a process does, the same however loaded or stolen-from the
 # machine is (cells in seconds are not, and a VM's steal can make a run NOT QUIET).
 FAULT_CONNECTIONS_S = 2.0
@@ -1220,6 +1274,7 @@ def markdown(
     imports: Json | None = None,
     counts_: Json | None = None,
     hot: Json | None = None,
+    forks: Json | None = None,
 ) -> str:
     cells = [cell_name(*c) for c in CELLS]
     out: list[str] = []
@@ -1384,6 +1439,25 @@ def markdown(
             f"socket.accept() {hot['public']:.2f}, and as accepting.py does it, _accept() "
             f"with the C socket type, {hot['private']:.2f}."
         )
+        out.append("")
+    if forks:
+        out.append(
+            f"### Fork cost by the parent's memory (Python {meta['python']}, median of "
+            f"{forks['runs']})"
+        )
+        out.append("")
+        out.append(
+            "Microseconds per fork, the child's _exit and waitpid included (best of 3 batches "
+            "of 200), for a python3 -S parent that imported this much: the kernel copies the "
+            "parent's page tables at every fork, so what the fork parent imports every "
+            "connection pays."
+        )
+        out.append("")
+        out.append("| parent | anon KB | µs per fork |")
+        out.append("|---|---:|---:|")
+        for label, _code in FORK_PARENTS:
+            x = forks[label]
+            out.append(f"| {label} | {x['anon_kb']:,} | {x['us_per_fork']:.1f} |")
         out.append("")
     if imports:
         out.append(
@@ -1553,6 +1627,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         imports = import_costs(1 if a.smoke else 5)
     log("hot path: private names")
     hot = hot_path_private_names(1 if a.smoke else 7)
+    forks: Json | None = None
+    if not dsd_missing:
+        log("fork cost by the parent's memory")
+        forks = fork_cost(1 if a.smoke else 7)
     counted: Json | None = None
     if not dsd_missing and not a.smoke:
         log("counts: instructions per Accept=yes process, fork parent's page faults")
@@ -1573,7 +1651,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "udp_rate": UDP_RATE,
         "machine": machine,
     }
-    md = markdown(servers, raw, summary, ready, trows, meta, imports, counted, hot)
+    md = markdown(servers, raw, summary, ready, trows, meta, imports, counted, hot, forks)
     a.out.mkdir(parents=True, exist_ok=True)
     png = a.out / f"{a.name}.png"
     chart_err = chart(servers, summary, png)
@@ -1586,6 +1664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "imports": imports,
         "counts": counted,
         "hot_path": hot,
+        "fork_cost": forks,
         "targets": [] if a.smoke else trows,
     }
     (a.out / f"{a.name}.json").write_text(json.dumps(doc, indent=1) + "\n")

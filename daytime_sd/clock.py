@@ -26,13 +26,10 @@ import ctypes
 import errno
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from daytime_sd import log, nist
+from daytime_sd.config import Config
 from daytime_sd.protocol import NIST_FORMAT, render
-
-if TYPE_CHECKING:
-    from daytime_sd.config import Config
 
 # adjtimex(2) return values (the clock state).
 TIME_OK = 0
@@ -117,7 +114,7 @@ class Timex(ctypes.Structure):
     )  # fmt: skip
 
 
-def bind(call: Callable[[Any], int] | None = None) -> Callable[[], KernelClock]:
+def bind(call: Callable[[object], int] | None = None) -> Callable[[], KernelClock]:
     """A reader around libc's ``adjtimex`` (``call`` replaces it in tests)."""
     if call is None:
         libc = ctypes.CDLL(None, use_errno=True)  # the C library this Python runs on

@@ -22,17 +22,20 @@ from __future__ import annotations
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
 
 from daytime_sd.answer import Connection
 from daytime_sd.loop import FOREVER
 
+# The fork parent: every fork copies typing's memory (bench/ output, "Fork cost").
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
 
-class Conn(Protocol):
-    """What the bookkeeping needs of a connection (a socket, or a stand-in in tests)."""
+    class Conn(Protocol):
+        """What the bookkeeping needs of a connection (a socket, or a stand-in in tests)."""
 
-    def fileno(self) -> int: ...
-    def close(self) -> None: ...
+        def fileno(self) -> int: ...
+        def close(self) -> None: ...
 
 
 CHECK_AFTER = 0.002  # seconds an answered connection waits before we look whether it closed

@@ -26,8 +26,7 @@ import errno
 import os
 import pwd
 import socket
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from daytime_sd import log
 from daytime_sd.netaddr import format_endpoint
@@ -37,7 +36,8 @@ class ListenError(Exception):
     """We cannot listen where asked: exit 1, with a message that says what to do."""
 
 
-Endpoint = tuple[int, int, int, "tuple[Any, ...]"]  # family, type, proto, sockaddr
+Sockaddr = tuple[object, ...]  # (host, port) or (host, port, flowinfo, scope_id)
+Endpoint = tuple[int, int, int, Sockaddr]  # family, type, proto, sockaddr
 
 
 def _host_bytes(host: str | None) -> bytes | None:
@@ -52,7 +52,9 @@ def _host_bytes(host: str | None) -> bytes | None:
     return host.encode("ascii") if host.isascii() else host.encode("idna")
 
 
-def _getaddrinfo(host: str | None, port: str, socktype: int) -> list[Any]:
+def _getaddrinfo(
+    host: str | None, port: str, socktype: int
+) -> Sequence[tuple[int, int, int, str, Sockaddr]]:
     """A number (or None, the wildcards) as it is; otherwise a name, with AI_ADDRCONFIG."""
     name = _host_bytes(host)
     passive = socket.AI_PASSIVE

@@ -16,18 +16,21 @@ import socket
 import sys
 import time
 from collections.abc import Mapping
-from typing import Protocol
 
 from daytime_sd import log
 from daytime_sd.accepting import RESOURCE  # the errnos of a shortage: try again later
 
+# The fork parent: every fork copies typing's memory (bench/ output, "Fork cost").
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
 
-class _Sender(Protocol):
-    """What we use of sdnotify.SystemdNotifier (it ships no type hints)."""
+    class _Sender(Protocol):
+        """What we use of sdnotify.SystemdNotifier (it ships no type hints)."""
 
-    socket: socket.socket
+        socket: socket.socket
 
-    def notify(self, state: str) -> None: ...
+        def notify(self, state: str) -> None: ...
 
 
 # The manager ignores a whole datagram of PIPE_BUF (4096) bytes or more, READY=1 with it:

@@ -5,16 +5,17 @@ Under Accept=yes and inetd ``nowait`` every connection starts an interpreter: ke
 modules out of that path is what its import discipline buys, and what a figure in a comment
 could only describe for one Python.  The long-running process (Accept=no, the standalone
 fork parent) pays an import once: since issue 22 it uses the standard library's public
-modules (socket, signal, collections, ctypes, typing) like any program, and is held only to
-LOOP_FORBIDDEN, modules nothing in it has any use for.  The
-service runs as a real process with PYTHONPROFILEIMPORTTIME=1, so the interpreter itself lists
-every module it loads on stderr, nested under the module that imported it; nothing here
-depends on how daytime_sd/ is split into modules.  It runs through the launcher the .deb
-ships (``#!/usr/bin/python3 -S``) and as ``python3 -S -m daytime_sd``, against the package
-under test: the source tree, or the package's private /usr/share/daytime-sd when the
-autopkgtest runs these tests under each release's python3 (support.PACKAGE_DIR).  The launcher
-runs must not load ``site`` at all: that is what its ``-S`` is for, and the shebang a
-release's dh-python writes could lose it (debian/rules).
+modules (socket, signal, collections, ctypes) like any program, and is held only to
+LOOP_FORBIDDEN: modules nothing in it has any use for, and typing, whose memory every fork
+copies (its names are for mypy only there).  The service runs as a real process with
+PYTHONPROFILEIMPORTTIME=1, so the interpreter itself lists every module it loads on stderr,
+nested under the module that imported it; nothing here depends on how daytime_sd/ is split
+into modules.  It runs through the launcher the .deb ships (``#!/usr/bin/python3 -S``) and
+as ``python3 -S -m daytime_sd``, against the package under test: the source tree, or the
+package's private /usr/share/daytime-sd when the autopkgtest runs these tests under each
+release's python3 (support.PACKAGE_DIR).  The launcher runs must not load ``site`` at all:
+that is what its ``-S`` is for, and the shebang a release's dh-python writes could lose it
+(debian/rules).
 
 What the interpreter loads starting a do-nothing program the same way is not ours and is left
 out (``-m`` brings runpy, which loads functools and collections first: a later import of those
@@ -136,11 +137,13 @@ class Imports:
         return "\n".join(ln for ln in self.stderr.splitlines() if not ln.startswith("import time:"))
 
 
-# The long-running process: what a service like this has no use for, and what would come in
-# only by mistake (a str host name to getaddrinfo loads the idna codec: listeners.py).
+# The long-running process: what a service like this has no use for, what would come in only
+# by mistake (a str host name to getaddrinfo loads the idna codec: listeners.py), and typing
+# with the re it imports, whose memory every fork copies (bench/ output, "Fork cost").
 LOOP_FORBIDDEN = (
     "argparse", "dataclasses", "inspect", "logging", "uuid", "subprocess", "threading",
     "locale", "gettext", "zoneinfo", "datetime", "encodings.idna", "stringprep", "unicodedata",
+    "typing", "re",
 )  # fmt: skip
 
 
