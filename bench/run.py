@@ -775,10 +775,42 @@ def cell_name(conc: int, threads: int) -> str:
     return f"c={conc}" if threads == 1 else f"c={conc}x{threads}t"
 
 
+# The order servers are measured in within a cell: each target's two sides next to each other
+# (the best inetd, daytime-sd Accept=no and the bare epoll loop; the fork loops; the spawns).
+# Quiet runs of one tree on this kind of VM moved a server's rate by up to 40% from one round to
+# the next, so what a target compares is measured seconds apart, not minutes.
+MEASURE_ORDER = (
+    "c-epoll", "c-fork", "xinetd", "openbsd-inetd", "dsd-inproc", "py-epoll", "py-fork",
+    "dsd-fork", "py-spawn", "dsd-accept", "dsd-udp", "c-epoll-udp",
+)  # fmt: skip
+
+
+def _measure(s: Server, proc: subprocess.Popen[bytes], port: int, cell: tuple[int, int, bool],
+             duration: float, talk_s: float) -> Json:  # fmt: skip
+    """One cell of load on one running server."""
+    conc, threads, talk = cell
+    cpu0 = proc_cpu(proc.pid)
+    # A process per connection at c=64 takes seconds per connection.
+    tmo = 15000 if s.spawn else 2000
+    secs = talk_s if talk else duration
+    snap = CpuSnapshot()
+    res = loadgen(s.proto, port, conc, threads, secs, tmo, talk)
+    res["quiet"] = usage(snap, CpuSnapshot())
+    res["server_cpu_pct"] = round(100 * (proc_cpu(proc.pid) - cpu0) / res["duration_s"], 1)
+    # Everything but the load generator, in % of one core: the server with all its children
+    # (reaped or not), the kernel, other load.
+    busy = res["machine"]["busy_pct"] * res["machine"]["cpus"]
+    res["rest_cpu_pct"] = round(busy - res["cpu"]["pct_of_one_core"], 1)
+    return res
+
+
 def bench_servers(
     servers: list[Server], duration: float, repeats: int, logdir: Path, talk_s: float = 0.0
 ) -> dict[str, Json]:
-    """Every server, every cell, `repeats` rounds (servers interleaved per round).
+    """Every server, every cell, ``repeats`` rounds.  In a round every server runs, each on
+    its own port, and the cells go one at a time through all of them in MEASURE_ORDER, so
+    the two sides of a target are measured seconds apart.  Each result records its round
+    (``targets`` pairs the two sides round by round).
 
     With ``talk_s``, the first round adds one cell of talkative clients (TCP servers).
     """
@@ -789,45 +821,45 @@ def bench_servers(
     for s in servers:
         if s.unavailable:
             raw[s.key]["skipped"] = s.unavailable
+    order = {key: i for i, key in enumerate(MEASURE_ORDER)}
+    active = sorted((s for s in servers if not s.unavailable),
+                    key=lambda s: order.get(s.key, len(order)))  # fmt: skip
     for rnd in range(repeats):
-        for s in servers:
-            if s.unavailable:
-                continue
-            port = free_port()
-            log(f"round {rnd + 1}/{repeats}: {s.key} on {HOST}:{port}")
-            try:
-                with running(s, port, logdir) as proc:
-                    cells = [(c, t, False) for c, t in CELLS]
-                    if rnd == 0 and s.proto == "tcp" and talk_s > 0:
-                        cells.append((*TALK_CELL, True))
-                    for conc, threads, talk in cells:
-                        cpu0 = proc_cpu(proc.pid)
-                        # A process per connection at c=64 takes seconds per connection.
-                        tmo = 15000 if s.spawn else 2000
-                        secs = talk_s if talk else duration
-                        snap = CpuSnapshot()
-                        res = loadgen(s.proto, port, conc, threads, secs, tmo, talk)
-                        res["quiet"] = usage(snap, CpuSnapshot())
-                        res["server_cpu_pct"] = round(
-                            100 * (proc_cpu(proc.pid) - cpu0) / res["duration_s"], 1
-                        )
-                        # Everything but the load generator, in % of one core: the server
-                        # with all its children (reaped or not), the kernel, other load.
-                        busy = res["machine"]["busy_pct"] * res["machine"]["cpus"]
-                        res["rest_cpu_pct"] = round(busy - res["cpu"]["pct_of_one_core"], 1)
-                        name = TALK_NAME if talk else cell_name(conc, threads)
+        with contextlib.ExitStack() as stack:
+            up: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+            for s in active:
+                port = free_port()
+                log(f"round {rnd + 1}/{repeats}: {s.key} on {HOST}:{port}")
+                try:
+                    up[s.key] = (stack.enter_context(running(s, port, logdir)), port)
+                except (RuntimeError, OSError) as e:
+                    log(f"  {s.key}: {e}")
+                    raw[s.key].setdefault("failures", []).append(str(e))
+            cells = [(c, t, False) for c, t in CELLS]
+            if rnd == 0 and talk_s > 0:
+                cells.append((*TALK_CELL, True))
+            for cell in cells:
+                name = TALK_NAME if cell[2] else cell_name(cell[0], cell[1])
+                for s in active:
+                    if s.key not in up or (cell[2] and s.proto != "tcp"):
+                        continue
+                    proc, port = up[s.key]
+                    try:
+                        res = _measure(s, proc, port, cell, duration, talk_s)
+                        res["round"] = rnd
                         raw[s.key]["runs"].setdefault(name, []).append(res)
                         log(
-                            f"  {name:>8}: {res['conn_per_s']:>9.1f}/s "
+                            f"  {s.key:>13} {name:>8}: {res['conn_per_s']:>9.1f}/s "
                             f"p99 {res['latency_us']['p99'] / 1000:.2f} ms "
                             f"errors {sum(res['errors'].values())}"
                         )
                         settle(proc.pid)
                         if proc.poll() is not None:
                             raise RuntimeError(f"{s.key} died ({proc.returncode})")
-            except (RuntimeError, subprocess.SubprocessError, OSError) as e:
-                log(f"  {s.key}: {e}")
-                raw[s.key].setdefault("failures", []).append(str(e))
+                    except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+                        log(f"  {s.key}: {e}")
+                        raw[s.key].setdefault("failures", []).append(str(e))
+                        del up[s.key]
     return raw
 
 
@@ -1193,11 +1225,25 @@ def ratio(
     return num / den if den else None
 
 
-def targets(summary: dict[str, Json], ready: Json | None) -> list[Json]:
+def paired_ratio(raw: dict[str, Json], a: str, b: str, cell: str) -> float | None:
+    """The median over rounds of a's connections per second over b's in the same round:
+    the two were measured seconds apart (MEASURE_ORDER), so a machine whose speed drifts
+    between rounds moves both sides of each round's ratio alike."""
+
+    def by_round(key: str) -> dict[int, float]:
+        runs = raw.get(key, {}).get("runs", {}).get(cell, [])
+        return {int(r.get("round", i)): float(r["conn_per_s"]) for i, r in enumerate(runs)}
+
+    num, den = by_round(a), by_round(b)
+    ratios = [num[r] / den[r] for r in num.keys() & den.keys() if den[r]]
+    return statistics.median(ratios) if ratios else None
+
+
+def targets(summary: dict[str, Json], ready: Json | None, raw: dict[str, Json]) -> list[Json]:
     """The issue's targets.  Ratios come twice: by connections per second (the target as
-    written) and by CPU per connection (server + load generator, whose ratio is what the
-    throughput ratio tends to on a CPU-bound machine, and which other load on the machine
-    disturbs much less)."""
+    written; the median of the rounds' ratios, paired_ratio) and by CPU per connection
+    (server + load generator, whose ratio is what the throughput ratio tends to on a
+    CPU-bound machine, and which other load on the machine disturbs much less)."""
     cell = cell_name(*TARGET_CELL)
     rows: list[Json] = []
 
@@ -1233,7 +1279,7 @@ def targets(summary: dict[str, Json], ready: Json | None) -> list[Json]:
     for c in (cell_name(*x) for x in CELLS):
         if c == cell_name(1, 1):
             add(f"Accept=no in-process vs the bare CPython epoll loop, {c}",
-                ratio(summary, "dsd-inproc", "py-epoll", c), 0.9, "x", True,
+                paired_ratio(raw, "dsd-inproc", "py-epoll", c), 0.9, "x", True,
                 cpu_ratio("dsd-inproc", "py-epoll", c))  # fmt: skip
             continue
         best_tp = best(inetds, "conn_per_s", True, c)
@@ -1241,7 +1287,7 @@ def targets(summary: dict[str, Json], ready: Json | None) -> list[Json]:
         add(
             f"Accept=no in-process vs best inetd built-in ({best_tp or 'n/a'}; by CPU: "
             f"{best_cpu or 'n/a'}), {c}",
-            ratio(summary, "dsd-inproc", best_tp, c) if best_tp else None,
+            paired_ratio(raw, "dsd-inproc", best_tp, c) if best_tp else None,
             0.95,
             "x",
             True,
@@ -1252,7 +1298,7 @@ def targets(summary: dict[str, Json], ready: Json | None) -> list[Json]:
         ("dsd-accept", "py-spawn", 1.5, "Accept=yes vs bare python3 -c spawn"),
     ):
         for c in (cell_name(*x) for x in CELLS):
-            add(f"{what}, {c}", ratio(summary, a, b, c), want, "x", True, cpu_ratio(a, b, c))
+            add(f"{what}, {c}", paired_ratio(raw, a, b, c), want, "x", True, cpu_ratio(a, b, c))
     add("start to READY=1 (median)", ready.get("ready_ms_median") if ready else None,
         50.0, "ms", False)  # fmt: skip
     rss = ready.get("idle_rss_kb_median") if ready else None
@@ -1397,7 +1443,8 @@ def markdown(
         out.append(f"| {t['target']} | {val} | {want} | {met} | {cpu} |")
     out.append("")
     out.append(
-        "value/met: the ratio of connections per second, as the targets are written. "
+        "value/met: the ratio of connections per second, as the targets are written: the "
+        "median of the rounds' ratios, the two sides of each measured seconds apart. "
         "by CPU/conn: the inverse ratio of (server + load generator) CPU time per connection "
         "at the same cell: what the throughput ratio tends to when the machine is the "
         "bottleneck, and far less disturbed by other load on a shared machine."
@@ -1636,7 +1683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("counts: instructions per Accept=yes process, fork parent's page faults")
         counted = counts(servers, logdir)
     machine = quietness(load_start, before, usage(run_start, CpuSnapshot()), raw)
-    trows = targets(summary, ready)
+    trows = targets(summary, ready, raw)
     uname = os.uname()
     meta: Json = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
