@@ -23,9 +23,10 @@ HEAVY = frozenset({"collections", "collections.abc", "typing"})
 
 
 @pytest.fixture
-def lean_import() -> Callable[[str], None]:
+def lean_import() -> Callable[..., None]:
     """Check that a fresh ``python3 -S`` (as the launcher runs) importing ``module`` from this
-    tree loads none of HEAVY: every forked child and per-connection process would pay."""
+    tree loads none of HEAVY (or of the given set): every forked child and per-connection
+    process would pay."""
 
     def loaded(imports: str) -> set[str]:
         code = f"import sys{imports}; print(*sys.modules)"
@@ -37,9 +38,9 @@ def lean_import() -> Callable[[str], None]:
     # (Python 3.14 loads more of it at start than 3.11), as in test_import_budget.
     baseline = loaded("")
 
-    def check(module: str) -> None:
+    def check(module: str, heavy: frozenset[str] = HEAVY) -> None:
         added = loaded(f", {module}") - baseline
         assert module in added
-        assert not HEAVY & added, sorted(HEAVY & added)
+        assert not heavy & added, sorted(heavy & added)
 
     return check

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 import pytest
 
@@ -370,3 +371,9 @@ def test_compaction_keeps_the_deadlines_of_those_still_lingering() -> None:
     closer.tick(LINGER)  # their deadline: every one is closed, none is left behind
     assert all(c.closed for c in held)
     assert not watched.fds and len(closer) == 0
+
+
+def test_importing_it_loads_no_typing(lean_import: Callable[..., None]) -> None:
+    """closing.py is in the fork parent, whose memory every fork copies (bench/ output,
+    "Fork cost"): its Conn protocol is for mypy only."""
+    lean_import("daytime_sd.closing", frozenset({"typing"}))

@@ -287,3 +287,10 @@ def test_utc_renders_the_same_instant_in_every_zone(zone: str) -> None:
     assert render("%%s", WHEN, True) == b"%s\r\n"  # a literal stays literal
     assert LineCache("%s", utc=True).line(WHEN + 0.7) == b"1795500000\r\n"
     validate_format(EVERY_CONVERSION, True)
+
+
+def test_epoch_seconds_are_the_second_the_rest_of_the_line_shows() -> None:
+    """%s is the second the instant lies in, as gmtime() has it for the other conversions:
+    rounded down, also before 1970 (not truncated towards zero); and what follows it stays."""
+    assert render("%s %T", -1.5, True) == b"-2 23:59:58\r\n"
+    assert render("%s.%:z", WHEN + 0.5, True) == b"1795500000.+00:00\r\n"

@@ -3,7 +3,8 @@
 
 The integration tests (tests/integration/test_addresses.py) check it on real sockets; the
 cases here are the ones a namespace cannot send to a connected client: a multicast request,
-and which of two messages an IPv4 request on a dual-stack socket brings is used.
+and which of two messages an IPv4 request on a dual-stack socket brings is used.  And
+udp.enable_pktinfo, which asks the kernel for those messages, on real sockets.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 import socket
 import struct
 
-from daytime_sd.udp import IP_PKTINFO, IPV6_PKTINFO, reply_source
+import pytest
+
+from daytime_sd import log
+from daytime_sd.udp import IP_PKTINFO, IPV6_PKTINFO, IPV6_RECVPKTINFO, enable_pktinfo, reply_source
 
 LO, ETH = 1, 3
 
@@ -62,3 +66,40 @@ def test_ipv4_on_a_dual_stack_socket_uses_ip_pktinfo() -> None:
 def test_no_pktinfo_no_message() -> None:
     timestamp = (socket.SOL_SOCKET, 29, bytes(16))  # SO_TIMESTAMP, as Timestamping= may add
     assert reply_source([]) == [] == reply_source([timestamp])
+
+
+# --- enable_pktinfo, on real sockets ----------------------------------------------------------
+
+
+def _int_option(sock: socket.socket, level: int, option: int) -> int:
+    return sock.getsockopt(level, option)
+
+
+def test_an_ipv4_socket_asks_for_ip_pktinfo() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        assert _int_option(sock, socket.IPPROTO_IP, IP_PKTINFO) == 0
+        enable_pktinfo(sock)
+        assert _int_option(sock, socket.IPPROTO_IP, IP_PKTINFO) == 1
+
+
+def test_an_ipv6_socket_asks_for_both_kinds() -> None:
+    """A dual-stack IPv6 socket receives IPv4 datagrams too, which bring IP_PKTINFO."""
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    except OSError as err:  # a kernel without IPv6: nothing of ours to test
+        pytest.skip(f"no IPv6 socket here: {err.strerror}")
+    with sock:
+        enable_pktinfo(sock)
+        assert _int_option(sock, socket.IPPROTO_IPV6, IPV6_RECVPKTINFO) == 1
+        assert _int_option(sock, socket.IPPROTO_IP, IP_PKTINFO) == 1
+
+
+def test_a_socket_that_refuses_is_served_still_and_that_is_said(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    log.setup("info", "stderr")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        enable_pktinfo(sock)  # no exception: the socket is served, replies from the kernel's pick
+    err = capsys.readouterr().err
+    assert "may leave from another address than the one asked" in err
+    assert "cannot ask for the destination address" in err
