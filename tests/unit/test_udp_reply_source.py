@@ -68,6 +68,47 @@ def test_no_pktinfo_no_message() -> None:
     assert reply_source([]) == [] == reply_source([timestamp])
 
 
+def test_messages_of_other_kinds_or_levels_are_ignored() -> None:
+    """Only IP_PKTINFO at IPPROTO_IP and IPV6_PKTINFO at IPPROTO_IPV6 are ours, whatever
+    else a socket unit's options add (a type or level number next to ours)."""
+    foreign = [
+        (socket.IPPROTO_IP, 1, bytes(16)),  # IP_TOS
+        (socket.IPPROTO_IP, 11, bytes(16)),  # IP_RECVERR
+        (socket.SOL_SOCKET, IP_PKTINFO, bytes(16)),
+        (socket.IPPROTO_IPV6, 49, in6_pktinfo("fd00:9::2", ETH) + bytes(4)),
+        (socket.IPPROTO_IPV6, 52, in6_pktinfo("fd00:9::2", ETH) + bytes(4)),  # IPV6_HOPLIMIT
+        (socket.SOL_SOCKET, IPV6_PKTINFO, in6_pktinfo("fd00:9::2", ETH) + bytes(4)),
+        (58, IPV6_PKTINFO, in6_pktinfo("fd00:9::2", ETH) + bytes(4)),  # IPPROTO_ICMPV6
+    ]
+    assert reply_source(foreign) == []
+
+
+def test_a_longer_message_is_read_at_its_fields_and_a_cut_one_ignored() -> None:
+    ip = in_pktinfo(ETH, "10.9.0.2", "10.9.0.2")
+    assert reply_source([(socket.IPPROTO_IP, IP_PKTINFO, ip + bytes(4))]) == [
+        (socket.IPPROTO_IP, IP_PKTINFO, in_pktinfo(0, "10.9.0.2", "10.9.0.2"))
+    ]
+    assert reply_source([(socket.IPPROTO_IP, IP_PKTINFO, ip[:11])]) == []
+    for addr, keep in (("fd00:9::2", 0), ("fe80::9:2", ETH)):
+        longer = (socket.IPPROTO_IPV6, IPV6_PKTINFO, in6_pktinfo(addr, ETH) + bytes(4))
+        assert reply_source([longer]) == [v6(addr, keep)]
+    cut = (socket.IPPROTO_IPV6, IPV6_PKTINFO, in6_pktinfo("fd00:9::2", ETH)[:19])
+    assert reply_source([cut]) == []
+
+
+def test_a_multicast_message_is_passed_over_not_the_ones_after_it() -> None:
+    assert reply_source([v6("ff02::1", ETH), v6("fd00:9::2", ETH)]) == [v6("fd00:9::2", 0)]
+
+
+@pytest.mark.parametrize(
+    ("addr", "link_local"),
+    [("fe80::1", True), ("fe81::1", True), ("fea0::1", True), ("febf::1", True),
+     ("fe00::1", False), ("fec0::1", False), ("fd80::1", False), ("2001:db8::1", False)],
+)  # fmt: skip
+def test_link_local_is_fe80_slash_10_exactly(addr: str, link_local: bool) -> None:
+    assert reply_source([v6(addr, ETH)]) == [v6(addr, ETH if link_local else 0)]
+
+
 # --- enable_pktinfo, on real sockets ----------------------------------------------------------
 
 
