@@ -174,3 +174,26 @@ def test_a_network_socket_on_stdin_is_inetd_even_when_standalone_is_asked() -> N
     with client, accepted:
         seen = child(asked=True, look="inetd", stdin=accepted.fileno(), stdout=subprocess.PIPE)
     assert seen["found"] == ["inetd", 1]
+
+
+CLOEXEC_CHILD = """
+import os, socket
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen()
+if listener.fileno() != 3:
+    os.dup2(listener.fileno(), 3)  # where systemd puts the first one
+os.set_inheritable(3, True)  # as systemd leaves it
+before = os.get_inheritable(3)
+from daytime_sd import activation
+env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "1"}
+found = activation.from_systemd(env)
+print(before, os.get_inheritable(3), found is not None and found.source, env)
+"""
+
+
+def test_passed_descriptors_are_made_close_on_exec() -> None:
+    """As sd_listen_fds(3) does: no program a child of ours might run inherits a listener."""
+    proc = subprocess.run([sys.executable, "-S", "-c", CLOEXEC_CHILD], cwd=ROOT,
+                          env=PACKAGE_ENV, capture_output=True, text=True, check=True)  # fmt: skip
+    assert proc.stdout.split() == ["True", "False", "systemd", "{}"]
