@@ -232,9 +232,6 @@ class DatagramResponder:
         rate: int,
         total_rate: int | None = None,
     ) -> None:
-        for sock in sockets:
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                enable_pktinfo(sock)
         self.sockets = list(sockets)
         self.by_fd = {sock.fileno(): sock for sock in sockets}
         # Which loop answers each socket, decided once: socket.socket's .family builds an
@@ -242,6 +239,8 @@ class DatagramResponder:
         self.inet_fds = {
             sock.fileno() for sock in sockets if sock.family in (socket.AF_INET, socket.AF_INET6)
         }
+        for fd in self.inet_fds:
+            enable_pktinfo(self.by_fd[fd])
         self.cache = cache
         self.limiter = RateLimiter(rate, total_rate)
         self.answered = 0
