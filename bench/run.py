@@ -712,6 +712,25 @@ def usage(a: CpuSnapshot, b: CpuSnapshot) -> Json:
     }
 
 
+def tree_measured() -> str:
+    """The commit of the daytime-sd this run measured, so a published result names its code.
+
+    Untracked files are left out of "modified": a copy of this script run from an older tree
+    (how the before of an issue is measured with today's method) does not change what runs.
+    """
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
+                              text=True, timeout=30, check=True).stdout.strip()  # fmt: skip
+
+    try:
+        commit = git("log", "-1", "--format=%h %cs")
+        modified = git("status", "--porcelain", "--untracked-files=no", "--", "daytime_sd")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout, or no git)"
+    return f"commit {commit}" + (", with uncommitted changes to daytime_sd/" if modified else "")
+
+
 def quietness(load_start: float, before: Json, run: Json, raw: dict[str, Json]) -> Json:
     """The verdict, with its reasons, and the one line that says it."""
     cells = [
@@ -1326,6 +1345,8 @@ def markdown(
     out: list[str] = []
     out.append(f"## daytime benchmark — {meta['date']}, {meta['host']}")
     out.append("")
+    out.append(f"daytime-sd measured: {meta['tree']}")
+    out.append("")
     out.append(meta["machine"]["line"])
     out.append("")
     out.append(
@@ -1687,6 +1708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     uname = os.uname()
     meta: Json = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "tree": tree_measured(),
         "host": uname.nodename,
         "kernel": uname.release,
         "cpus": os.cpu_count(),
