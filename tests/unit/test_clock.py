@@ -1,18 +1,23 @@
 # SPDX-License-Identifier: MIT
-"""The kernel clock state without the kernel: Watch with an injected reader, describe()."""
+"""The kernel clock state without the kernel: Watch with an injected reader, describe(), and
+ClockSync, what the service does with the state (its log lines the real ones, on stderr; the real
+clock in a real service is test_clock_truth's)."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import re
 import struct
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from daytime_sd import clock
+from daytime_sd import clock, config, log, nist
 from daytime_sd.clock import (
     STA_DEL,
     STA_INS,
@@ -21,10 +26,13 @@ from daytime_sd.clock import (
     TIME_ERROR,
     TIME_INS,
     TIME_OK,
+    WITHHELD,
+    ClockSync,
     KernelClock,
     Watch,
     describe,
 )
+from daytime_sd.protocol import render
 
 SYNCED = KernelClock(TIME_OK, STA_PLL, 12_345, 800)
 UNSYNCED = KernelClock(TIME_ERROR, STA_UNSYNC, 16_000_000, 16_000_000)
@@ -315,3 +323,171 @@ def test_binding_reads_each_field_whole_and_signed() -> None:
     if ctypes.sizeof(ctypes.c_long) != 8:
         pytest.skip("the stand-in writes the 64-bit struct timex")
     assert clock.bind(busy_adjtimex)() == KernelClock(TIME_OK, 0x12345678, 2**40 + 7, -3)
+
+
+# -- ClockSync ------------------------------------------------------------------------------
+
+SECOND = 1_700_000_000  # 2023-11-14 22:13:20 UTC
+
+
+Logged = Callable[[], list[str]]
+
+
+@pytest.fixture
+def logged(capsys: pytest.CaptureFixture[str]) -> Logged:
+    """The lines logged since the last call: the real log, on stderr."""
+    log.setup("info", "stderr")
+    return lambda: capsys.readouterr().err.splitlines()
+
+
+def sync_of(argv: list[str], *results: KernelClock | Exception) -> tuple[ClockSync, Reader]:
+    sync = ClockSync(config.parse(argv))
+    reader = Reader(*results)
+    sync.watch = Watch(reader)
+    return sync, reader
+
+
+@pytest.mark.parametrize(
+    ("argv", "needed"),
+    [([], False), (["--format", "nist"], True), (["--require-sync"], True),
+     (["--utc"], False)],
+)  # fmt: skip
+def test_needed_per_connection_for_nist_and_require_sync_only(
+    argv: list[str], needed: bool
+) -> None:
+    assert ClockSync(config.parse(argv)).needed_per_connection is needed
+
+
+def test_first_poll_logs_the_state_at_start(logged: Logged) -> None:
+    sync, reader = sync_of([], SYNCED)
+    assert sync.status() == ""  # not read yet: STATUS= says nothing of the clock
+    assert sync.poll(100.0) is True
+    assert logged() == ["daytime-sd: clock synchronized (±13 ms)"]
+    assert sync.status() == "clock synchronized (±13 ms)"
+    assert sync.poll(100.5) is False and reader.reads == 1  # at most once a second
+    assert sync.poll(101.0) is False and reader.reads == 2  # read, unchanged: nothing logged
+    assert logged() == []
+
+
+def test_one_line_per_change(logged: Logged) -> None:
+    sync, _ = sync_of([], SYNCED, UNSYNCED, UNSYNCED, OSError(1, "Operation not permitted"))
+    assert [sync.poll(t) for t in (0.0, 1.0, 2.0, 3.0)] == [True, True, False, True]
+    lines = logged()
+    assert len(lines) == 3
+    assert lines[1].startswith("daytime-sd: clock NOT synchronized (maxerror 16000 ms")
+    assert "--require-sync" not in lines[1]
+    assert lines[2] == (
+        "daytime-sd: clock state unknown: adjtimex refused by the sandbox (Operation not permitted)"
+    )
+    assert sync.status() == lines[2].removeprefix("daytime-sd: ")
+
+
+def test_require_sync_says_when_it_stops_and_starts_answering(logged: Logged) -> None:
+    sync, _ = sync_of(["--require-sync"], SYNCED, UNSYNCED, SYNCED)
+    for t in (0.0, 1.0, 2.0):
+        assert sync.poll(t) is True
+    lines = logged()
+    assert lines[0] == "daytime-sd: clock synchronized (±13 ms)"  # the start: not "again"
+    assert lines[1].endswith("; --require-sync: no answers until it is")
+    assert lines[2] == "daytime-sd: clock synchronized (±13 ms); answering again"
+
+
+def test_require_sync_unsynchronized_at_start(logged: Logged) -> None:
+    sync, _ = sync_of(["--require-sync"], RuntimeError("binding broke"), SYNCED)
+    assert sync.poll(0.0) is True
+    assert sync.render(SECOND) == WITHHELD  # unknown counts as not synchronized
+    assert sync.poll(1.0) is True
+    lines = logged()
+    assert lines[0] == (
+        "daytime-sd: clock state unknown: reading it failed (RuntimeError: binding broke)"
+        "; --require-sync: no answers until it is"
+    )
+    assert lines[1].endswith("; answering again")
+
+
+def test_a_quiet_poll_reads_but_logs_nothing(logged: Logged) -> None:
+    """The per-connection path's read: a line per connection would flood the journal."""
+    sync, reader = sync_of(["--require-sync"], UNSYNCED, SYNCED)
+    assert sync.poll(0.0, quiet=True) is True
+    assert reader.reads == 1 and logged() == []
+    assert sync.poll(1.0) is True
+    assert logged() == ["daytime-sd: clock synchronized (±13 ms)"]  # no "again": none said
+
+
+def test_render_withholds_only_under_require_sync_while_unsynchronized() -> None:
+    line = render(config.parse([]).format, SECOND, False)
+    sync, _ = sync_of(["--require-sync"], UNSYNCED, SYNCED)
+    sync.poll(0.0, quiet=True)
+    assert sync.render(SECOND) == WITHHELD == b""
+    sync.poll(1.0, quiet=True)
+    assert sync.render(SECOND) == line
+    plain, _ = sync_of([], UNSYNCED)
+    plain.poll(0.0, quiet=True)
+    assert plain.render(SECOND) == line  # without the flag, the time is always told
+
+
+def test_render_uses_the_configured_format_and_zone() -> None:
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "JST-9"  # a POSIX rule: no tzdata needed
+    time.tzset()
+    try:
+        utc, _ = sync_of(["--utc", "--format", "%Y-%m-%dT%H:%M:%S%z"], SYNCED)
+        assert utc.render(SECOND) == b"2023-11-14T22:13:20+0000\r\n"
+        local, _ = sync_of(["--format", "%Y-%m-%dT%H:%M:%S%z"], SYNCED)
+        assert local.render(SECOND) == b"2023-11-15T07:13:20+0900\r\n"
+    finally:
+        if saved is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+@pytest.mark.parametrize(("state", "health"), [(SYNCED, b" 0 "), (UNSYNCED, b" 2 ")])
+def test_nist_line_carries_the_clock_and_the_label(state: KernelClock, health: bytes) -> None:
+    sync, _ = sync_of(["--format", "nist", "--nist-label", "UTC(TEST)"], state)
+    sync.poll(0.0, quiet=True)
+    line = sync.render(SECOND)
+    assert line == nist.render(SECOND, state, sync.leaps.at(SECOND), "UTC(TEST)")
+    assert line.startswith(b"60262 23-11-14 22:13:20 ")
+    assert line.endswith(b" UTC(TEST) *\r\n")
+    assert health in line[24:31]  # TT L H: the health digit from the kernel's state
+
+
+def test_nist_line_before_the_first_read_is_unhealthy() -> None:
+    sync, reader = sync_of(["--format", "nist"], SYNCED)
+    line = sync.render(SECOND)
+    assert reader.reads == 0
+    assert line == nist.render(SECOND, None, sync.leaps.at(SECOND), sync.label)
+
+
+def test_nist_polls_see_a_new_leap_list_and_sighup_reads_it_again(tmp_path: Path) -> None:
+    """tzdata upgraded under a running service: the next once-a-second poll sees the file."""
+    path = tmp_path / "leap-seconds.list"
+    path.write_text("#@\t4000000000\n2272060800\t10\n")
+    sync, _ = sync_of(["--format", "nist"], SYNCED)
+    sync.leaps = nist.LeapList(str(path))
+    sync.poll(0.0, quiet=True)
+    first = sync.leaps.table
+    assert first is not None
+    new = tmp_path / "new"
+    new.write_text("#@\t4000000000\n2272060800\t10\n3692217600\t37\n")
+    new.replace(path)  # as dpkg installs a file: another inode under the same name
+    sync.poll(1.0, quiet=True)
+    second = sync.leaps.table
+    assert second is not None and second.changes != first.changes
+    sync.poll(2.0, quiet=True)
+    assert sync.leaps.table is second  # unchanged file: not read again
+    sync.reload()
+    sync.poll(3.0, quiet=True)
+    again = sync.leaps.table
+    assert again is not second and again is not None and again.changes == second.changes
+
+
+def test_only_nist_reads_the_leap_list(tmp_path: Path) -> None:
+    path = tmp_path / "leap-seconds.list"
+    path.write_text("#@\t4000000000\n2272060800\t10\n")
+    sync, _ = sync_of(["--require-sync"], SYNCED)
+    sync.leaps = nist.LeapList(str(path))
+    sync.poll(0.0, quiet=True)
+    assert sync.leaps.table is None
