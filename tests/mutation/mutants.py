@@ -48,12 +48,10 @@ class Scope:
     lines: tuple[int, int] | None = None  # only mutants on these lines (inclusive)
 
 
-def _lines_of(module: str, first: str, last: str | None) -> tuple[int, int]:
+def _lines_of(module: str, first: str, last: str) -> tuple[int, int]:
     """Line range from the line starting with ``first`` to the one before ``last``."""
     text = (REPO / module).read_text().splitlines()
     start = next(i for i, line in enumerate(text, 1) if line.startswith(first))
-    if last is None:
-        return start, len(text)
     end = next(i for i, line in enumerate(text, 1) if i > start and line.startswith(last))
     return start, end - 1
 
@@ -72,11 +70,8 @@ def scopes() -> list[Scope]:
         # 5 s: the tests take a fraction of one, and some 40 mutants loop in dst_code().
         Scope("nist", "daytime_sd/nist.py",
               "tests/unit/test_nist.py tests/unit/test_leap_list.py", 5),
-        # Not ClockSync, at the end of clock.py since issue 22 (before, sync.py, never in a
-        # scope): it is tested on the real service (test_clock_truth), too slow per mutant.
         Scope("clock", "daytime_sd/clock.py",
-              "tests/unit/test_clock.py tests/integration/test_clock_read.py", 60,
-              _lines_of("daytime_sd/clock.py", '"""', "class ClockSync")),
+              "tests/unit/test_clock.py tests/integration/test_clock_read.py", 60),
         Scope("activation", "daytime_sd/activation.py",
               f"tests/unit/test_activation_env.py {integration}/test_activation.py "
               f"{integration}/test_observability.py "

@@ -350,7 +350,9 @@ def sync_of(argv: list[str], *results: KernelClock | Exception) -> tuple[ClockSy
 @pytest.mark.parametrize(
     ("argv", "needed"),
     [([], False), (["--format", "nist"], True), (["--require-sync"], True),
-     (["--utc"], False)],
+     (["--utc"], False),
+     (["--format", "today %T"], False),  # sorts after "nist": compared for equality
+     (["--format", "".join(("ni", "st"))], True)],  # built at run time, as argv is: not interned
 )  # fmt: skip
 def test_needed_per_connection_for_nist_and_require_sync_only(
     argv: list[str], needed: bool
