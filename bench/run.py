@@ -1345,9 +1345,9 @@ def markdown(
     out: list[str] = []
     out.append(f"## daytime benchmark — {meta['date']}, {meta['host']}")
     out.append("")
-    out.append(f"daytime-sd measured: {meta['tree']}")
-    out.append("")
     out.append(meta["machine"]["line"])
+    out.append("")
+    out.append(f"daytime-sd measured: {meta['tree']}")
     out.append("")
     out.append(
         f"{meta['cpus']} CPUs, kernel {meta['kernel']}, {meta['duration_s']} s per cell, "

@@ -58,6 +58,10 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert md.splitlines()[2] == line, md[:1000]
     assert proc.stdout.rstrip("\n").splitlines()[-1] == line, proc.stdout[-1000:]
     assert line.startswith("machine: quiet (") == machine["quiet"] == (not machine["reasons"])
+    # And which code it measured: the commit of this tree (a published result names it).
+    head = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %cs"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    assert md.splitlines()[4].startswith(f"daytime-sd measured: commit {head}"), md[:1000]
     for scope in ("before", "run"):
         assert 0 <= machine[scope]["others_pct"] <= 100, machine
         assert 0 <= machine[scope]["steal_pct"] <= 100, machine
