@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,22 @@ def lean_import() -> Callable[..., None]:
         assert not heavy & added, sorted(heavy & added)
 
     return check
+
+
+@pytest.fixture
+def zone() -> Iterator[Callable[[str], None]]:
+    """Set the process's zone for one test; restore it (and tzset) afterwards."""
+    saved = os.environ.get("TZ")
+
+    def set_zone(name: str) -> None:
+        if not name.startswith(("UTC", "AAA")):  # POSIX rules need no file
+            assert Path("/usr/share/zoneinfo", name).is_file(), f"tzdata lacks {name}"
+        os.environ["TZ"] = name
+        time.tzset()
+
+    yield set_zone
+    if saved is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import os
 import re
 import struct
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -428,21 +426,12 @@ def test_render_withholds_only_under_require_sync_while_unsynchronized() -> None
     assert plain.render(SECOND) == line  # without the flag, the time is always told
 
 
-def test_render_uses_the_configured_format_and_zone() -> None:
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "JST-9"  # a POSIX rule: no tzdata needed
-    time.tzset()
-    try:
-        utc, _ = sync_of(["--utc", "--format", "%Y-%m-%dT%H:%M:%S%z"], SYNCED)
-        assert utc.render(SECOND) == b"2023-11-14T22:13:20+0000\r\n"
-        local, _ = sync_of(["--format", "%Y-%m-%dT%H:%M:%S%z"], SYNCED)
-        assert local.render(SECOND) == b"2023-11-15T07:13:20+0900\r\n"
-    finally:
-        if saved is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = saved
-        time.tzset()
+def test_render_uses_the_configured_format_and_zone(zone: Callable[[str], None]) -> None:
+    zone("AAA-9")  # nine hours east of UTC, a POSIX rule: no tzdata needed
+    utc, _ = sync_of(["--utc", "--format", "%Y-%m-%dT%H:%M:%S%z"], SYNCED)
+    assert utc.render(SECOND) == b"2023-11-14T22:13:20+0000\r\n"
+    local, _ = sync_of(["--format", "%Y-%m-%dT%H:%M:%S%z"], SYNCED)
+    assert local.render(SECOND) == b"2023-11-15T07:13:20+0900\r\n"
 
 
 @pytest.mark.parametrize(("state", "health"), [(SYNCED, b" 0 "), (UNSYNCED, b" 2 ")])

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import calendar
 import itertools
-import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,25 +23,6 @@ UNSYNCED = KernelClock(TIME_ERROR, STA_UNSYNC, 16_000_000, 16_000_000)  # these 
 def utc(text: str) -> int:
     """'2004-02-15 10:23:32' (UTC) as Unix time; calendar is fine in a test."""
     return calendar.timegm(time.strptime(text, "%Y-%m-%d %H:%M:%S"))
-
-
-@pytest.fixture
-def zone() -> Iterator[Callable[[str], None]]:
-    """Set the process's zone for one test; restore it (and tzset) afterwards."""
-    saved = os.environ.get("TZ")
-
-    def set_zone(name: str) -> None:
-        if not name.startswith(("UTC", "AAA")):  # POSIX rules need no file
-            assert Path("/usr/share/zoneinfo", name).is_file(), f"tzdata lacks {name}"
-        os.environ["TZ"] = name
-        time.tzset()
-
-    yield set_zone
-    if saved is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = saved
-    time.tzset()
 
 
 # --- MJD ---------------------------------------------------------------------------------
