@@ -25,6 +25,7 @@ Rerun: ``make bench`` or ``.venv/bin/python bench/run.py [--duration S] [--repea
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib
 import json
@@ -296,8 +297,21 @@ def daytime_sd_available() -> str:
     return ""
 
 
+def run_scratch() -> Path:
+    """A directory of this run's own under bench/build for the inetds' configuration and
+    logs, removed when the run ends."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=BUILD))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return scratch
+
+
 def make_servers(
-    inetds: dict[str, Path], inetd_missing: dict[str, str], ldpath: str, dsd_missing: str
+    inetds: dict[str, Path],
+    inetd_missing: dict[str, str],
+    ldpath: str,
+    dsd_missing: str,
+    scratch: Path,
 ) -> list[Server]:
     cepoll, cfork = str(BUILD / "cepoll"), str(BUILD / "cfork")
     have_ssa = shutil.which(SSA) is not None
@@ -357,7 +371,7 @@ def make_servers(
 
     def inetd_argv(port: int) -> list[str]:
         assert inetd is not None and unshare is not None
-        d = BUILD / f"inetd-{port}"
+        d = scratch / f"inetd-{port}"
         d.mkdir(exist_ok=True)
         svc = Path("/etc/services").read_text(encoding="utf-8", errors="replace")
         lines = [ln for ln in svc.splitlines() if ln.split()[:1] != ["daytime"]]
@@ -395,7 +409,7 @@ def make_servers(
 
     def xinetd_argv(port: int) -> list[str]:
         assert xinetd is not None
-        d = BUILD / f"xinetd-{port}"
+        d = scratch / f"xinetd-{port}"
         d.mkdir(exist_ok=True)
         (d / "xinetd.conf").write_text(
             "defaults\n{\n"
@@ -531,6 +545,18 @@ def probe(proto: str, port: int, timeout: float = 0.5) -> bool:
             return data.endswith(b"\r\n")
     except OSError:
         return False
+
+
+def proc_sleeps(pid: int) -> int:
+    """How often pid has slept so far: its voluntary context switches (an event loop's
+    epoll_wait that found nothing ready, mostly)."""
+    try:
+        for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if ln.startswith("voluntary_ctxt_switches:"):
+                return int(ln.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def proc_cpu(pid: int) -> float:
@@ -808,7 +834,7 @@ def _measure(s: Server, proc: subprocess.Popen[bytes], port: int, cell: tuple[in
              duration: float, talk_s: float) -> Json:  # fmt: skip
     """One cell of load on one running server."""
     conc, threads, talk = cell
-    cpu0 = proc_cpu(proc.pid)
+    cpu0, sleeps0 = proc_cpu(proc.pid), proc_sleeps(proc.pid)
     # A process per connection at c=64 takes seconds per connection.
     tmo = 15000 if s.spawn else 2000
     secs = talk_s if talk else duration
@@ -816,6 +842,7 @@ def _measure(s: Server, proc: subprocess.Popen[bytes], port: int, cell: tuple[in
     res = loadgen(s.proto, port, conc, threads, secs, tmo, talk)
     res["quiet"] = usage(snap, CpuSnapshot())
     res["server_cpu_pct"] = round(100 * (proc_cpu(proc.pid) - cpu0) / res["duration_s"], 1)
+    res["server_sleeps"] = proc_sleeps(proc.pid) - sleeps0  # the server process's own
     # Everything but the load generator, in % of one core: the server with all its children
     # (reaped or not), the kernel, other load.
     busy = res["machine"]["busy_pct"] * res["machine"]["cpus"]
@@ -906,6 +933,14 @@ def summarize(raw: dict[str, Json]) -> dict[str, Json]:
                 ),
                 "server_us_per_conn": med(
                     x["server_cpu_pct"] * 1e4 / x["conn_per_s"] if x["conn_per_s"] else 0.0
+                    for x in runs
+                ),
+                "loadgen_us_per_conn": med(
+                    x["cpu"]["pct_of_one_core"] * 1e4 / x["conn_per_s"] if x["conn_per_s"] else 0.0
+                    for x in runs
+                ),
+                "server_sleeps_per_conn": med(
+                    x.get("server_sleeps", 0) / x["connections"] if x["connections"] else 0.0
                     for x in runs
                 ),
                 "rest_cpu_pct": med(x["rest_cpu_pct"] for x in runs),
@@ -1325,6 +1360,45 @@ def targets(summary: dict[str, Json], ready: Json | None, raw: dict[str, Json]) 
     return rows
 
 
+ONE_THREAD_SERVERS = ("py-epoll", "openbsd-inetd", "xinetd", "dsd-inproc")
+
+
+def one_thread_table(raw: dict[str, Json], summary: dict[str, Json]) -> list[str]:
+    """The in-process servers at the cells with one load thread: what each connection cost
+    the load generator and the server, and how often the server slept.  What the throughput
+    ratios of those cells rest on."""
+    cells = [cell_name(*c) for c in CELLS if c[0] > 1 and c[1] == 1]
+    rows = [(k, c) for c in cells for k in ONE_THREAD_SERVERS if c in summary.get(k, {})]
+    if not rows:
+        return []
+    out = [
+        f"### One load thread ({', '.join(cells)})",
+        "",
+        "| server | cell | conn/s | load generator, % of a core | load generator µs/conn "
+        "| server µs/conn | server sleeps/conn |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, c in rows:
+        x = summary[key][c]
+        out.append(
+            f"| {raw[key]['label']} | {c} | {fmt_num(x['conn_per_s'])} | "
+            f"{x['loadgen_cpu_pct']:.0f} | {x['loadgen_us_per_conn']:.2f} | "
+            f"{x['server_us_per_conn']:.2f} | {x['server_sleeps_per_conn']:.2f} |"
+        )
+    out += [
+        "",
+        "Where the load generator's one thread runs near 100% of a core, a cell's rate is one "
+        "over its CPU time per connection, and that time depends on the server: on loopback "
+        "the kernel delivers each segment on the sender's CPU time, and waking a server "
+        "asleep in epoll_wait is paid by the client that wakes it. Server sleeps/conn: the "
+        "server process's voluntary context switches per connection. Server µs/conn is what "
+        "the server itself costs. These cells' ratios between servers move more from run to "
+        "run than the others'.",
+        "",
+    ]
+    return out
+
+
 def fmt_num(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
 
@@ -1497,6 +1571,7 @@ def markdown(
             "is below the target's 0.9x, the interpreter's cost per connection bounds it."
         )
         out.append("")
+    out += one_thread_table(raw, summary)
     if hot:
         out.append(
             f"### Hot path: private names (Python {meta['python']}, median of {hot['runs']})"
@@ -1659,7 +1734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dsd_missing = daytime_sd_available()
     if not dsd_missing:
         precompile()
-    servers = make_servers(inetds, missing, ldpath, dsd_missing)
+    servers = make_servers(inetds, missing, ldpath, dsd_missing, run_scratch())
     if a.list:
         for s in servers:
             print(f"{s.key:14} {s.label}{'  [' + s.unavailable + ']' if s.unavailable else ''}")

@@ -37,6 +37,8 @@ def _gcc() -> None:
 
 
 def test_bench_smoke(tmp_path: Path) -> None:
+    build = REPO / "bench" / "build"
+    build_before = set(build.iterdir()) if build.is_dir() else set()
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "run.py"), "--smoke", "--out", str(tmp_path)],
         cwd=REPO,
@@ -45,6 +47,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
         timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # The inetds' configuration lives in a directory of the run's own, gone when it ends.
+    left = {p.name for p in set(build.iterdir()) - build_before}
+    assert not {n for n in left if n.startswith(("run-", "inetd-", "xinetd-"))}, left
     assert "| server |" in proc.stdout, proc.stdout[-3000:]
     md = (tmp_path / "smoke.md").read_text()
     assert md.startswith("## daytime benchmark")
@@ -85,3 +90,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert sum(r["connections"] for r in runs) > 0, key
         assert all(r["errors"]["bad_line"] == 0 for r in runs), key
         assert all(0 <= r["quiet"]["others_pct"] <= 100 for r in runs), key  # every cell
+    # The one-thread cells say what each connection cost the load generator and the server,
+    # and how often the server slept (its voluntary context switches: an idle loop sleeps).
+    assert "### One load thread (c=8, c=64)" in md, md[-3000:]
+    assert all(r["server_sleeps"] > 0 for r in raw["py-epoll"]["runs"]["c=8"]), raw["py-epoll"]
+    assert doc["summary"]["py-epoll"]["c=8"]["loadgen_us_per_conn"] > 0, doc["summary"]
