@@ -547,16 +547,21 @@ def probe(proto: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def proc_status(pid: int, field: str) -> int:
+    """A number from /proc/PID/status (VmRSS in kB, a count of context switches, ...)."""
+    for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if ln.startswith(f"{field}:"):
+            return int(ln.split()[1])
+    raise OSError(f"no {field} for {pid}")
+
+
 def proc_sleeps(pid: int) -> int:
     """How often pid has slept so far: its voluntary context switches (an event loop's
-    epoll_wait that found nothing ready, mostly)."""
+    epoll_wait that found nothing ready, mostly); 0 once it is gone."""
     try:
-        for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if ln.startswith("voluntary_ctxt_switches:"):
-                return int(ln.split()[1])
+        return proc_status(pid, "voluntary_ctxt_switches")
     except OSError:
-        pass
-    return 0
+        return 0
 
 
 def proc_cpu(pid: int) -> float:
@@ -940,8 +945,7 @@ def summarize(raw: dict[str, Json]) -> dict[str, Json]:
                     for x in runs
                 ),
                 "server_sleeps_per_conn": med(
-                    x.get("server_sleeps", 0) / x["connections"] if x["connections"] else 0.0
-                    for x in runs
+                    x["server_sleeps"] / x["connections"] if x["connections"] else 0.0 for x in runs
                 ),
                 "rest_cpu_pct": med(x["rest_cpu_pct"] for x in runs),
                 "machine_busy_pct": med(x["machine"]["busy_pct"] for x in runs),
@@ -949,13 +953,6 @@ def summarize(raw: dict[str, Json]) -> dict[str, Json]:
             }
         out[key] = cells
     return out
-
-
-def _rss_kb(pid: int) -> int:
-    for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if ln.startswith("VmRSS:"):
-            return int(ln.split()[1])
-    raise OSError(f"no VmRSS for {pid}")
 
 
 def _reap(pid: int, timeout: float = 5.0) -> None:
@@ -1028,7 +1025,7 @@ def time_to_ready(runs: int, idle_s: float) -> Json:
                         time.sleep(idle_s)
                         probe("tcp", port)  # one answered connection, then idle again
                         time.sleep(idle_s / 2)
-                        rss.append(_rss_kb(pid))
+                        rss.append(proc_status(pid, "VmRSS"))  # kB
                 except OSError as e:
                     errors.append(f"run {i}: {e!r}")
                 finally:
